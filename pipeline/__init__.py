@@ -1,0 +1,32 @@
+"""Luigi batch pipeline turning folders of raw data files into ML-ready datasets.
+
+``luigi --module pipeline BuildDataset --recipe recipe.toml`` imports this package,
+which exposes the tasks and makes recipe errors print as one clear line.
+"""
+
+import logging
+
+from pipeline.errors import PipelineError
+from pipeline.tasks import (
+    BuildBatches,
+    BuildDataset,
+    Cleanup,
+    MergeBatches,
+    ProcessBatch,
+    SplitDataset,
+)
+
+__all__ = ["BuildBatches", "BuildDataset", "Cleanup", "MergeBatches", "ProcessBatch", "SplitDataset"]
+
+
+class _ClearErrors(logging.Filter):
+    """Turn Luigi's traceback of a PipelineError raised while parsing the command into its message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, PipelineError):
+            record.msg, record.args, record.exc_info, record.exc_text = f"error: {error}", (), None, None
+        return True
+
+
+logging.getLogger("luigi-interface").addFilter(_ClearErrors())

@@ -1,0 +1,57 @@
+"""Where every output lives below a dataset's output folder: one place builds all paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Output paths of one dataset, derived from its output folder only."""
+
+    root: Path
+
+    @property
+    def files(self) -> Path:
+        """Per-input-file outputs, mirroring the input tree."""
+        return self.root / "files"
+
+    @property
+    def intermediate(self) -> Path:
+        return self.root / "intermediate"
+
+    @property
+    def merged(self) -> Path:
+        return self.root / "merged"
+
+    @property
+    def final(self) -> Path:
+        return self.root / "final"
+
+    def file_output(self, relative: str) -> Path:
+        return self.files / f"{relative}.npz"
+
+    def batch(self, index: int) -> Path:
+        return self.intermediate / f"batch_{index:04d}.npz"
+
+    def batch_record(self, index: int) -> Path:
+        """The batch's record: fingerprint, size, checksum and stats; written last."""
+        return self.intermediate / f"batch_{index:04d}.json"
+
+    @property
+    def merged_manifest(self) -> Path:
+        return self.merged / "manifest.json"
+
+    def merged_array(self, name: str) -> Path:
+        return self.merged / f"{name}.npy"
+
+    @property
+    def final_manifest(self) -> Path:
+        return self.final / "manifest.json"
+
+    @property
+    def stats(self) -> Path:
+        return self.final / "stats.json"

@@ -1,0 +1,97 @@
+"""Merging batch files into one .npy per array, streamed chunk by chunk.
+
+Memory holds one chunk at a time, never a whole batch or the whole dataset. The
+manifest (``merged/manifest.json``) is written last: it records the fingerprint, the
+arrays and the run's file and record counts with every failure.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from pipeline.engine.plan import Plan
+from pipeline.engine.storage import iter_npz_member, read_json, write_json, write_npy
+from pipeline.errors import PipelineError
+
+
+class MergeError(PipelineError):
+    """Batches that cannot be merged (corrupt, or rows of different shapes)."""
+
+
+def chunk_rows(row_shape: tuple[int, ...], dtype: np.dtype, chunk_bytes: int) -> int:
+    """Rows per chunk so that one chunk stays within ``chunk_bytes``."""
+    row_bytes = np.dtype(dtype).itemsize * int(np.prod(row_shape, dtype=np.int64))
+    return max(1, chunk_bytes // max(1, row_bytes))
+
+
+def batch_records(plan: Plan) -> list[dict[str, Any]]:
+    """The record of every batch of the plan; each must exist and match its fingerprint."""
+    records = []
+    for batch in plan.batches:
+        record = read_json(plan.layout.batch_record(batch.index))
+        if not record or record.get("fingerprint") != batch.fingerprint:
+            raise MergeError(f"batch {batch.index} is missing or stale; run its ProcessBatch first")
+        records.append(record)
+    return records
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """File, record and failure counts over all batches."""
+    failures = [f for record in records for f in record["failures"]]
+    files = sum(r["files"] for r in records)
+    failed = sum(r["files_failed"] for r in records)
+    return {
+        "files": {"discovered": files, "processed": files - failed, "failed": failed},
+        "records": {"processed": sum(r["records"] for r in records),
+                    "failed": sum(r["records_failed"] for r in records)},
+        "rows": sum(r["rows"] for r in records),
+        "failures": {"by_reason": dict(sorted(collections.Counter(f["error"] for f in failures).items())),
+                     "records": failures},
+    }
+
+
+def merge_batches(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Stream every batch into ``merged/<name>.npy``; write and return the manifest."""
+    layout = plan.layout
+    records = batch_records(plan)
+    with_rows = [(batch, record) for batch, record in zip(plan.batches, records, strict=True) if record["rows"]]
+    if not with_rows:
+        raise MergeError(f"no rows: all {plan.file_count} input files failed or were empty")
+    spec = with_rows[0][1]["arrays"]
+    for batch, record in with_rows:
+        if record["arrays"] != spec:
+            raise MergeError(f"batch {batch.index} has arrays {record['arrays']}, batch "
+                             f"{with_rows[0][0].index} has {spec}: the kind gave rows of different shapes")
+    rows = sum(record["rows"] for _, record in with_rows)
+    for step, (name, info) in enumerate(sorted(spec.items()), start=1):
+        dtype, row_shape = np.dtype(info["dtype"]), tuple(info["shape"])
+        size = chunk_rows(row_shape, dtype, chunk_bytes)
+
+        def chunks(name=name, size=size):
+            for batch, _ in with_rows:
+                path = layout.batch(batch.index)
+                try:
+                    yield from iter_npz_member(path, name, size)
+                except Exception as exc:  # noqa: BLE001 - any read error means a corrupt batch
+                    layout.batch_record(batch.index).unlink(missing_ok=True)
+                    raise MergeError(f"{path} is corrupt ({type(exc).__name__}: {exc}); its record was "
+                                     "removed so the next run rebuilds this batch alone") from None
+
+        write_npy(layout.merged_array(name), chunks(), dtype, row_shape, rows)
+        if progress:
+            progress(step, len(spec))
+    manifest = {"fingerprint": plan.merge_fingerprint, "arrays": spec, **summarise(records)}
+    write_json(layout.merged_manifest, manifest)
+    return manifest
+
+
+def merge_is_complete(plan: Plan) -> bool:
+    """The manifest matches the plan and every merged array is present."""
+    manifest = read_json(plan.layout.merged_manifest)
+    if not manifest or manifest.get("fingerprint") != plan.merge_fingerprint:
+        return False
+    return all(plan.layout.merged_array(name).is_file() for name in manifest["arrays"])

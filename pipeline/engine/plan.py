@@ -1,0 +1,67 @@
+"""The plan of a dataset run: discovered inputs, their batches and every stage's fingerprint.
+
+A fingerprint says what made an output: the kind and its version, the settings that
+affect the stage, and each input file's size and mtime. An output whose recorded
+fingerprint differs from the plan's is stale and is rebuilt.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from pipeline.engine.discovery import InputFile, discover
+from pipeline.engine.layout import Layout
+from pipeline.engine.storage import digest
+from pipeline.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One Luigi task's worth of input files, with the fingerprints of each and of all."""
+
+    index: int
+    files: tuple[InputFile, ...]
+    file_fingerprints: tuple[str, ...]
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run derives from the recipe and the input tree, computed once."""
+
+    recipe: Recipe
+    layout: Layout
+    batches: tuple[Batch, ...]
+    merge_fingerprint: str
+    split_fingerprint: str
+
+    @property
+    def file_count(self) -> int:
+        return sum(len(batch.files) for batch in self.batches)
+
+
+def make_plan(recipe: Recipe, files: list[InputFile]) -> Plan:
+    """Batch ``files`` and fingerprint every stage of ``recipe``."""
+    kind = recipe.kind
+    process_fingerprint = digest([kind.name, kind.version, recipe.kind_settings])
+    size = recipe.files_per_batch
+    batches = []
+    for index, start in enumerate(range(0, len(files), size)):
+        chunk = tuple(files[start:start + size])
+        prints = tuple(digest([process_fingerprint, f.relative, f.size, f.mtime_ns]) for f in chunk)
+        batches.append(Batch(index, chunk, prints, digest(prints)))
+    merge_fingerprint = digest([batch.fingerprint for batch in batches])
+    split_fingerprint = digest([merge_fingerprint, dict(recipe.split)])
+    return Plan(recipe, Layout(recipe.output_dir), tuple(batches), merge_fingerprint, split_fingerprint)
+
+
+@functools.lru_cache(maxsize=8)
+def plan_for(recipe: Recipe) -> Plan:
+    """The plan of ``recipe``, discovered once per process (Luigi's workers inherit it)."""
+    return make_plan(recipe, discover(recipe.input_dir, recipe.pattern))
+
+
+def forget_plans() -> None:
+    """Drop cached plans so the next call re-reads the input tree (for long-lived processes)."""
+    plan_for.cache_clear()

@@ -1,0 +1,181 @@
+"""Final splits by group: a hash of the group id decides train/val/test, streamed to disk.
+
+A group's split depends only on its id and the seed, so no group straddles splits and
+a group keeps its split when more data arrives. Optional standardisation uses statistics
+of the train split only, fitted in one streaming pass, and leaves binary columns alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from pipeline.engine.layout import SPLITS
+from pipeline.engine.merge import chunk_rows
+from pipeline.engine.plan import Plan
+from pipeline.engine.storage import ArrayWriter, NpzWriter, atomic_open, iter_npy, npy_info, read_json, write_json
+
+MASK_PREFIX = "mask_"
+
+
+def splitmix64(values: np.ndarray) -> np.ndarray:
+    """The splitmix64 mixer, vectorised over uint64 (wrapping arithmetic is intended)."""
+    z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def assign_splits(groups: np.ndarray, settings: Mapping[str, Any]) -> np.ndarray:
+    """Split index (0 train, 1 val, 2 test) of each row from its group id and the seed."""
+    with np.errstate(over="ignore"):
+        seed = splitmix64(np.array([settings["seed"]], dtype=np.int64).view(np.uint64))
+        unit = (splitmix64(groups.astype(np.uint64) ^ seed) >> np.uint64(11)) * (1.0 / (1 << 53))
+    bounds = np.array([settings["train"], settings["train"] + settings["val"]])
+    return np.searchsorted(bounds, unit, side="right").astype(np.int8)
+
+
+class RunningMoments:
+    """Mean and variance per column over streamed chunks (Chan's parallel update)."""
+
+    def __init__(self, columns: int):
+        self.count = 0
+        self.mean = np.zeros(columns)
+        self.m2 = np.zeros(columns)
+        self.binary = np.ones(columns, dtype=bool)
+
+    def update(self, chunk: np.ndarray) -> None:
+        if not len(chunk):
+            return
+        values = chunk.astype(np.float64)
+        n, mean = len(values), values.mean(axis=0)
+        m2 = ((values - mean) ** 2).sum(axis=0)
+        delta, total = mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.m2 = self.m2 + m2 + delta ** 2 * self.count * n / total
+        self.count = total
+        self.binary &= ((values == 0) | (values == 1)).all(axis=0)
+
+    def result(self) -> dict[str, list]:
+        std = np.sqrt(self.m2 / max(self.count, 1))
+        normalize = ~self.binary & (std > 0)
+        return {"mean": self.mean.tolist(), "std": std.tolist(), "normalize": normalize.tolist()}
+
+
+def _with_splits(plan: Plan, name: str, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Chunks of ``merged/<name>.npy`` with the split index of each row."""
+    merged, settings = plan.layout.merged_array, plan.recipe.split
+    for chunk, groups in zip(iter_npy(merged(name), size), iter_npy(merged("group"), size), strict=True):
+        yield chunk, assign_splits(groups, settings)
+
+
+def fit_normalization(plan: Plan, size: int) -> dict[str, list]:
+    """Mean, std and which columns to standardise, from the train rows of ``X`` only."""
+    shape, _ = npy_info(plan.layout.merged_array("X"))
+    moments = RunningMoments(int(np.prod(shape[1:], dtype=np.int64)))
+    for chunk, where in _with_splits(plan, "X", size):
+        moments.update(chunk.reshape(len(chunk), -1)[where == 0])
+    return moments.result()
+
+
+def standardiser(normalization: dict[str, list]) -> Callable[[np.ndarray], np.ndarray]:
+    """A function applying ``(x - mean) / std`` to the columns marked for it, as float32."""
+    chosen = np.array(normalization["normalize"], dtype=bool)
+    mean = np.where(chosen, normalization["mean"], 0.0)
+    scale = np.where(chosen, normalization["std"], 1.0)
+
+    def apply(chunk: np.ndarray) -> np.ndarray:
+        return ((chunk.reshape(len(chunk), -1) - mean) / scale).astype(np.float32).reshape(chunk.shape)
+
+    return apply
+
+
+def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write ``final/``: X, labels, masks and groups per split, stats, and the manifest."""
+    layout = plan.layout
+    manifest = read_json(layout.merged_manifest)
+    names = sorted(manifest["arrays"])
+    labels = [n for n in names if n not in ("X", "group") and not n.startswith(MASK_PREFIX)]
+    masks = [n for n in names if n.startswith(MASK_PREFIX)]
+    sizes = {name: _chunk(plan, name, chunk_bytes) for name in names}
+    counts = np.zeros(3, dtype=np.int64)
+    for _, where in _with_splits(plan, "group", sizes["group"]):
+        counts += np.bincount(where, minlength=3)
+
+    written = []
+    transform = None
+    if plan.recipe.split["normalize"]:
+        normalization = fit_normalization(plan, sizes["X"])
+        write_json(layout.final / "normalization.json", {"fitted_on": "train", **normalization})
+        written.append("normalization.json")
+        transform = standardiser(normalization)
+    steps = [("X", "X", [("X", "X")]), ("groups", "group", [("group", "group")])]
+    steps += [("labels", None, [(n, n) for n in labels])] if labels else []
+    steps += [("masks", None, [(n, n.removeprefix(MASK_PREFIX)) for n in masks])] if masks else []
+    for step, (stem, single, members) in enumerate(steps, start=1):
+        suffix = ".npy" if single else ".npz"
+        paths = [layout.final / f"{stem}_{split}{suffix}" for split in SPLITS]
+        with contextlib.ExitStack() as stack:
+            handles = [stack.enter_context(atomic_open(path)) for path in paths]
+            archives = None if single else [NpzWriter(h) for h in handles]
+            for name, key in members:
+                shape, dtype = npy_info(layout.merged_array(name))
+                apply = transform if name == "X" else None
+                dtype = np.dtype(np.float32) if apply else dtype
+                with contextlib.ExitStack() as members_open:
+                    targets = handles if single else [
+                        members_open.enter_context(a.zip.open(f"{key}.npy", "w", force_zip64=True))
+                        for a in archives]
+                    writers = [ArrayWriter(t, dtype, shape[1:], int(counts[i])) for i, t in enumerate(targets)]
+                    for chunk, where in _with_splits(plan, name, sizes[name]):
+                        chunk = apply(chunk) if apply else chunk
+                        for index, writer in enumerate(writers):
+                            writer.append(chunk[where == index])
+                    for writer in writers:
+                        writer.close()
+            for archive in archives or ():
+                archive.close()
+        written += [path.name for path in paths]
+        if progress:
+            progress(step, len(steps))
+
+    stats = {
+        "dataset": plan.recipe.name,
+        "kind": plan.recipe.kind.name,
+        "files": manifest["files"],
+        "records": manifest["records"],
+        "rows": {"total": int(counts.sum()), **{s: int(counts[i]) for i, s in enumerate(SPLITS)}},
+        "groups": {split: _distinct(layout.final / f"groups_{split}.npy", sizes["group"]) for split in SPLITS},
+        "failures": manifest["failures"],
+    }
+    write_json(layout.stats, stats)
+    written.append(layout.stats.name)
+    files = {name: (layout.final / name).stat().st_size for name in written}
+    write_json(layout.final_manifest, {"fingerprint": plan.split_fingerprint, "files": files})
+    return stats
+
+
+def _chunk(plan: Plan, name: str, chunk_bytes: int) -> int:
+    """Rows per chunk of ``merged/<name>.npy`` so that a chunk stays within ``chunk_bytes``."""
+    shape, dtype = npy_info(plan.layout.merged_array(name))
+    return chunk_rows(shape[1:], dtype, chunk_bytes)
+
+
+def _distinct(path, size: int) -> int:
+    """Number of distinct group ids in a .npy of group ids."""
+    chunks = [np.unique(chunk) for chunk in iter_npy(path, size)]
+    return int(np.unique(np.concatenate(chunks)).size) if chunks else 0
+
+
+def split_is_complete(plan: Plan) -> bool:
+    """The final manifest matches the plan and every file it lists has its recorded size."""
+    manifest = read_json(plan.layout.final_manifest)
+    if not manifest or manifest.get("fingerprint") != plan.split_fingerprint:
+        return False
+    try:
+        return all((plan.layout.final / name).stat().st_size == size for name, size in manifest["files"].items())
+    except OSError:
+        return False

@@ -1,0 +1,214 @@
+"""Atomic, streaming storage: temporary name then rename; .npy and .npz written in chunks.
+
+Nothing is ever written under a final name directly, so after ``kill -9`` at any moment
+a final name holds either nothing or a complete file. Arrays are streamed row-chunk by
+row-chunk so memory stays bounded whatever the size of the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+TEMP_MARK = ".tmp-"
+
+
+def temp_name(path: Path) -> Path:
+    """A hidden temporary sibling of ``path`` carrying this process id."""
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path; rename it to ``path`` if the block succeeds, else remove it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_name(path)
+    try:
+        yield temp
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_open(path: Path) -> Iterator[IO[bytes]]:
+    """Open a temporary file for binary writing; it becomes ``path`` on success."""
+    with atomic_path(path) as temp, open(temp, "wb") as handle:
+        yield handle
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as stable, indented JSON, atomically."""
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    with atomic_open(path) as handle:
+        handle.write(text.encode())
+
+
+def read_json(path: Path) -> Any:
+    """The JSON at ``path``, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write small arrays as one uncompressed .npz, atomically."""
+    with atomic_open(path) as handle:
+        np.savez(handle, **arrays)
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Remove temporary files left in ``folder`` (recursively) by processes that are gone."""
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            if TEMP_MARK not in name or not name.startswith("."):
+                continue
+            pid = name.rpartition(TEMP_MARK)[2].partition("-")[0]
+            if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+                continue
+            Path(root, name).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def digest(data: Any) -> str:
+    """A short stable hash of JSON-able ``data``: the fingerprint of what made an output."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def file_checksum(path: Path) -> str:
+    """blake2b of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ArrayWriter:
+    """Streams rows of one array into an open binary file as .npy (header first)."""
+
+    def __init__(self, handle: IO[bytes], dtype: np.dtype, row_shape: tuple[int, ...], rows: int):
+        self.handle, self.dtype, self.row_shape = handle, np.dtype(dtype), tuple(row_shape)
+        self.expected, self.written = rows, 0
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                  "shape": (rows, *self.row_shape)}
+        np.lib.format.write_array_header_2_0(handle, header)
+
+    def append(self, chunk: np.ndarray) -> None:
+        chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
+        if chunk.shape[1:] != self.row_shape:
+            raise ValueError(f"rows of shape {chunk.shape[1:]} where {self.row_shape} is expected")
+        self.handle.write(chunk.tobytes())
+        self.written += len(chunk)
+
+    def close(self) -> None:
+        if self.written != self.expected:
+            raise ValueError(f"wrote {self.written} rows of {self.expected}")
+
+
+def write_npy(path: Path, chunks: Iterator[np.ndarray], dtype: np.dtype, row_shape: tuple, rows: int) -> None:
+    """Stream ``chunks`` into a .npy file at ``path``, atomically."""
+    with atomic_open(path) as handle:
+        writer = ArrayWriter(handle, dtype, row_shape, rows)
+        for chunk in chunks:
+            writer.append(chunk)
+        writer.close()
+
+
+class NpzWriter:
+    """Writes an uncompressed .npz member by member, each member streamed in chunks."""
+
+    def __init__(self, handle: IO[bytes]):
+        self.zip = zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True)
+
+    def add(self, name: str, chunks: Iterator[np.ndarray], dtype: np.dtype, row_shape: tuple, rows: int) -> None:
+        with self.zip.open(f"{name}.npy", "w", force_zip64=True) as member:
+            writer = ArrayWriter(member, dtype, row_shape, rows)
+            for chunk in chunks:
+                writer.append(chunk)
+            writer.close()
+
+    def close(self) -> None:
+        self.zip.close()
+
+
+def read_npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the header of a .npy stream."""
+    version = np.lib.format.read_magic(handle)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(handle)
+    if fortran:
+        raise ValueError("Fortran-ordered arrays are not streamed")
+    if dtype.hasobject:
+        raise ValueError("object arrays are refused (they would need pickle)")
+    return shape, dtype
+
+
+def iter_rows(handle: IO[bytes], chunk_rows: int) -> Iterator[np.ndarray]:
+    """Yield a .npy stream's rows in chunks of at most ``chunk_rows``."""
+    shape, dtype = read_npy_header(handle)
+    row_shape = shape[1:]
+    row_bytes = dtype.itemsize * int(np.prod(row_shape, dtype=np.int64))
+    left = shape[0]
+    while left:
+        count = min(chunk_rows, left)
+        data = handle.read(count * row_bytes)
+        if len(data) != count * row_bytes:
+            raise ValueError(f"array data ends early ({left} rows missing)")
+        yield np.frombuffer(data, dtype=dtype).reshape(count, *row_shape)
+        left -= count
+    if handle.read(1):
+        raise ValueError("trailing bytes after the array data")
+
+
+def npy_info(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the .npy file at ``path``."""
+    with open(path, "rb") as handle:
+        return read_npy_header(handle)
+
+
+def iter_npy(path: Path, chunk_rows: int) -> Iterator[np.ndarray]:
+    """Yield the rows of the .npy file at ``path`` in chunks."""
+    with open(path, "rb") as handle:
+        yield from iter_rows(handle, chunk_rows)
+
+
+def iter_npz_member(path: Path, name: str, chunk_rows: int) -> Iterator[np.ndarray]:
+    """Yield rows of member ``name`` of an .npz in chunks; zip CRCs are verified on the way."""
+    with zipfile.ZipFile(path) as archive, archive.open(f"{name}.npy") as member:
+        yield from iter_rows(member, chunk_rows)
+
+
+def npz_members(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of each member of an .npz, reading only the headers."""
+    result = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                result[info.filename.removesuffix(".npy")] = read_npy_header(member)
+    return result

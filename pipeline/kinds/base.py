@@ -1,0 +1,98 @@
+"""The recipe-kind API: what a kind declares and what reading one input file returns.
+
+A kind is a pure function ``read(path, settings) -> rows`` plus the schema of its
+settings. It knows nothing of Luigi, batches or storage: the engine does the I/O.
+
+Rows are named numpy arrays sharing their first dimension:
+
+- ``X``: the features (required);
+- ``group``: uint64 group ids (optional; by default every row of a file is one group,
+  keyed by the file's relative path);
+- ``mask_<name>``: masks, written to ``masks_<split>.npz`` under ``<name>``;
+- every other name is a label head, written to ``labels_<split>.npz``.
+
+A kind that can skip bad records inside a good file returns a :class:`FileResult`
+with the :class:`RecordError` list; a problem with the whole file is raised as any
+exception and recorded by the engine with the exception's class and message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REQUIRED = object()
+"""Marks a :class:`Setting` that has no default and must be given in the recipe."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of a recipe table: its type, default, allowed values and help text."""
+
+    type: type | tuple[type, ...]
+    default: Any = REQUIRED
+    choices: tuple = ()
+    help: str = ""
+    check: Callable[[Any], str | None] | None = None
+    """Returns an error message for an impossible value, or None."""
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """A bad record inside an input file: 1-based line, error class, message."""
+
+    line: int | None
+    error: str
+    message: str
+
+
+@dataclass
+class FileResult:
+    """What reading one input file gave: its rows, good record count and bad records."""
+
+    arrays: dict[str, np.ndarray]
+    records: int
+    errors: list[RecordError] = field(default_factory=list)
+
+
+Reader = Callable[[Path, Mapping[str, Any]], "FileResult | dict[str, np.ndarray]"]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A recipe kind: a name, a version that invalidates old outputs, a reader, settings."""
+
+    name: str
+    version: str
+    read: Reader
+    settings: Mapping[str, Setting] = field(default_factory=dict)
+
+
+def group_id(key: str) -> np.uint64:
+    """A stable 64-bit group id for a group key (a game's moves, a file's relative path)."""
+    return np.frombuffer(hashlib.blake2b(key.encode(), digest_size=8).digest(), dtype="<u8")[0]
+
+
+def as_file_result(value: FileResult | Mapping[str, np.ndarray]) -> FileResult:
+    """Normalise what a reader returned and check the rows are well formed."""
+    if not isinstance(value, FileResult):
+        value = dict(value)
+        value = FileResult(value, records=len(value["X"]) if "X" in value else 0)
+    arrays = {name: np.asarray(array) for name, array in value.arrays.items()}
+    if "X" not in arrays:
+        raise ValueError("reader returned no 'X' array")
+    rows = len(arrays["X"])
+    for name, array in arrays.items():
+        if array.ndim == 0 or len(array) != rows:
+            raise ValueError(f"reader returned {name!r} with {array.shape} rows, X has {rows}")
+        if array.dtype.hasobject:
+            raise ValueError(f"reader returned {name!r} of object dtype; use numeric arrays")
+    if "group" in arrays:
+        arrays["group"] = arrays["group"].astype(np.uint64, copy=False)
+    value.arrays = arrays
+    return value

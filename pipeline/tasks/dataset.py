@@ -1,0 +1,133 @@
+"""Luigi tasks of a per-file dataset: ProcessBatch → BuildBatches → MergeBatches → SplitDataset.
+
+Each task is thin: it wires its inputs to its outputs and calls a plain engine function.
+Every stage runs alone, e.g. ``luigi --module pipeline MergeBatches --recipe R``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import luigi
+
+from pipeline.config import resources
+from pipeline.engine.batches import batch_is_complete, build_batch, verify_batch
+from pipeline.engine.merge import merge_batches, merge_is_complete
+from pipeline.engine.plan import Plan, plan_for
+from pipeline.engine.progress import TaskProgress
+from pipeline.engine.split import split_dataset, split_is_complete
+from pipeline.engine.storage import remove_stale_temps
+from pipeline.engine.targets import CheckedTarget
+from pipeline.errors import PipelineError
+from pipeline.recipe import load_recipe
+
+logger = logging.getLogger("luigi-interface")
+
+
+class RecipeParameter(luigi.Parameter):
+    """Path of a recipe TOML; made absolute and validated when the task is created."""
+
+    def normalize(self, x: str) -> str:
+        path = str(Path(x).resolve())
+        load_recipe(path)
+        return path
+
+
+class DatasetTask(luigi.Task):
+    """A task of one dataset: knows its recipe's plan and reports failures in one clear line."""
+
+    recipe = RecipeParameter(description="path of the recipe TOML file")
+
+    @property
+    def plan(self) -> Plan:
+        return plan_for(load_recipe(self.recipe))
+
+    def on_failure(self, exception: BaseException) -> str:
+        if isinstance(exception, PipelineError):
+            logger.error("%s failed: %s", self.task_family, exception)
+            return str(exception)
+        return super().on_failure(exception)
+
+
+class ProcessBatch(DatasetTask):
+    """Process one batch of input files: one output per file, then ``intermediate/batch_NNNN.npz``."""
+
+    batch = luigi.IntParameter(description="index of the batch in the sorted input list")
+
+    def output(self) -> CheckedTarget:
+        plan = self.plan
+        return CheckedTarget(plan.layout.batch(self.batch), lambda: batch_is_complete(plan, plan.batches[self.batch]))
+
+    def run(self) -> None:
+        build_batch(self.plan, self.plan.batches[self.batch], TaskProgress(self, "files"))
+
+
+class BuildBatches(DatasetTask, luigi.WrapperTask):
+    """All batches of the dataset; run it alone to stop after ``intermediate/``."""
+
+    def requires(self) -> list[ProcessBatch]:
+        return [ProcessBatch(recipe=self.recipe, batch=b.index) for b in self.plan.batches]
+
+
+class MergeBatches(DatasetTask):
+    """Stream every batch into ``merged/<array>.npy``; re-runs alone on existing batches."""
+
+    def requires(self) -> BuildBatches:
+        return BuildBatches(recipe=self.recipe)
+
+    def output(self) -> CheckedTarget:
+        plan = self.plan
+        return CheckedTarget(plan.layout.merged_manifest, lambda: merge_is_complete(plan))
+
+    def run(self):
+        plan = self.plan
+        corrupt = [b for b in plan.batches if verify_batch(plan, b)]
+        for batch in corrupt:
+            logger.warning("batch %d is corrupt (%s); rebuilding it", batch.index, verify_batch(plan, batch))
+            plan.layout.batch_record(batch.index).unlink(missing_ok=True)
+        if corrupt:
+            yield [ProcessBatch(recipe=self.recipe, batch=b.index) for b in corrupt]
+        for folder in (plan.layout.files, plan.layout.intermediate, plan.layout.merged):
+            remove_stale_temps(folder)
+        progress = TaskProgress(self, "arrays")
+        merge_batches(plan, resources().chunk_bytes, progress)
+
+
+class SplitDataset(DatasetTask):
+    """Assign rows to train/val/test by group and write ``final/``."""
+
+    def requires(self) -> MergeBatches:
+        return MergeBatches(recipe=self.recipe)
+
+    def output(self) -> CheckedTarget:
+        plan = self.plan
+        return CheckedTarget(plan.layout.final_manifest, lambda: split_is_complete(plan))
+
+    def run(self) -> None:
+        remove_stale_temps(self.plan.layout.final)
+        split_dataset(self.plan, resources().chunk_bytes, TaskProgress(self, "outputs"))
+
+
+class BuildDataset(DatasetTask, luigi.WrapperTask):
+    """The whole dataset: the task users run."""
+
+    def requires(self) -> SplitDataset:
+        return SplitDataset(recipe=self.recipe)
+
+
+class Cleanup(DatasetTask):
+    """Delete per-file outputs, batches and merged arrays once ``final/`` is complete and verified."""
+
+    def complete(self) -> bool:
+        layout = self.plan.layout
+        leftovers = (layout.files, layout.intermediate, layout.merged)
+        return split_is_complete(self.plan) and not any(folder.exists() for folder in leftovers)
+
+    def run(self) -> None:
+        plan = self.plan
+        if not split_is_complete(plan):
+            raise PipelineError(f"{plan.layout.final} is missing or stale: run BuildDataset before Cleanup")
+        for folder in (plan.layout.files, plan.layout.intermediate, plan.layout.merged):
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,17 @@
+# Sourced by the scripts: create .venv beside the project if missing and install the project.
+# PIPELINE_EXTRAS picks extras (e.g. "test"); the install re-runs only when setup.cfg changes.
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/.venv"
+extras="${PIPELINE_EXTRAS:-}"
+stamp="$venv/.installed-$(cksum < "$root/setup.cfg" | cut -d' ' -f1)-${extras:-none}"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" || { echo "error: could not create $venv (is python3-venv installed?)" >&2; exit 1; }
+fi
+if [ ! -f "$stamp" ]; then
+  spec="$root"; [ -n "$extras" ] && spec="$root[$extras]"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip >&2 || exit 1
+  "$venv/bin/python" -m pip install --quiet -e "$spec" >&2 || { echo "error: installing the project failed" >&2; exit 1; }
+  rm -f "$venv"/.installed-* && touch "$stamp"
+fi
+export PATH="$venv/bin:$PATH"
+export LUIGI_CONFIG_PATH="$root/luigi.cfg"
