@@ -7,16 +7,8 @@ which exposes the tasks and makes recipe errors print as one clear line.
 import logging
 
 from pipeline.errors import PipelineError
-from pipeline.tasks import (
-    BuildBatches,
-    BuildDataset,
-    Cleanup,
-    MergeBatches,
-    ProcessBatch,
-    SplitDataset,
-)
-
-__all__ = ["BuildBatches", "BuildDataset", "Cleanup", "MergeBatches", "ProcessBatch", "SplitDataset"]
+from pipeline.tasks import *  # noqa: F403 - the tasks are what `luigi --module pipeline` looks for
+from pipeline.tasks import __all__  # noqa: F401 - re-exported
 
 
 class _ClearErrors(logging.Filter):

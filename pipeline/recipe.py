@@ -142,9 +142,6 @@ def validate_table(where: str, values: Mapping[str, Any], schema: Mapping[str, S
 
 def parse_recipe(path: Path, data: Mapping[str, Any]) -> Recipe:
     """Validate parsed TOML ``data`` of the recipe at ``path``."""
-    unknown = sorted(set(data) - set(SCHEMA))
-    if unknown:
-        raise RecipeError(f"{path}: unknown table [{unknown[0]}] (known: {', '.join(SCHEMA)})")
     for table, values in data.items():
         if not isinstance(values, dict):
             raise RecipeError(f"{path}: {table} must be a table [{table}]")
@@ -153,13 +150,17 @@ def parse_recipe(path: Path, data: Mapping[str, Any]) -> Recipe:
         kind = kinds.resolve(dataset["kind"])
     except LookupError as exc:
         raise RecipeError(f"{path}: [dataset] kind: {exc}") from None
-    overlap = set(kind.settings) & ENGINE_PROCESS_KEYS
+    overlap = (set(kind.settings) & ENGINE_PROCESS_KEYS) | (set(kind.tables) & set(SCHEMA))
     if overlap:
-        raise RecipeError(f"{path}: kind {kind.name!r} redefines engine keys {sorted(overlap)}")
+        raise RecipeError(f"{path}: kind {kind.name!r} redefines engine keys or tables {sorted(overlap)}")
+    schemas = {**SCHEMA, "process": {**SCHEMA["process"], **kind.settings}, **kind.tables}
+    unknown = sorted(set(data) - set(schemas))
+    if unknown:
+        raise RecipeError(f"{path}: unknown table [{unknown[0]}] (known: {', '.join(schemas)})")
     tables = {"dataset": dataset}
-    for table in ("process", "batch", "split"):
-        schema = {**SCHEMA[table], **kind.settings} if table == "process" else SCHEMA[table]
-        tables[table] = validate_table(f"{path}: [{table}]", data.get(table, {}), schema)
+    for table, schema in schemas.items():
+        if table != "dataset":
+            tables[table] = validate_table(f"{path}: [{table}]", data.get(table, {}), schema)
     split = tables["split"]
     total = split["train"] + split["val"] + split["test"]
     if not math.isclose(total, 1.0, abs_tol=1e-9):

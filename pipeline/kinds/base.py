@@ -65,12 +65,20 @@ Reader = Callable[[Path, Mapping[str, Any]], "FileResult | dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class Kind:
-    """A recipe kind: a name, a version that invalidates old outputs, a reader, settings."""
+    """A recipe kind: a name, a version that invalidates old outputs, a reader, settings.
+
+    ``settings`` are extra keys of the recipe's ``[process]`` table. A kind whose data is
+    not "one input file → rows" (a time series, a frame sequence) names its own ``flow``
+    (the task graph that builds it, see ``pipeline.tasks.FLOWS``), has ``read = None``,
+    and may declare whole ``tables`` of its own.
+    """
 
     name: str
     version: str
-    read: Reader
+    read: Reader | None
     settings: Mapping[str, Setting] = field(default_factory=dict)
+    flow: str = "files"
+    tables: Mapping[str, Mapping[str, Setting]] = field(default_factory=dict)
 
 
 def group_id(key: str) -> np.uint64:

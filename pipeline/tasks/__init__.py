@@ -1,12 +1,6 @@
 """The Luigi tasks users run: ``luigi --module pipeline <Task> --recipe PATH``."""
 
-from pipeline.tasks.dataset import (
-    BuildBatches,
-    BuildDataset,
-    Cleanup,
-    MergeBatches,
-    ProcessBatch,
-    SplitDataset,
-)
+from pipeline.tasks.build import FLOWS, BuildDataset
+from pipeline.tasks.dataset import BuildBatches, Cleanup, MergeBatches, ProcessBatch, SplitDataset
 
-__all__ = ["BuildBatches", "BuildDataset", "Cleanup", "MergeBatches", "ProcessBatch", "SplitDataset"]
+__all__ = ["FLOWS", "BuildBatches", "BuildDataset", "Cleanup", "MergeBatches", "ProcessBatch", "SplitDataset"]

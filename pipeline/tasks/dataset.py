@@ -1,4 +1,4 @@
-"""Luigi tasks of a per-file dataset: ProcessBatch → BuildBatches → MergeBatches → SplitDataset.
+"""The "files" flow: ProcessBatch → BuildBatches → MergeBatches → SplitDataset.
 
 Each task is thin: it wires its inputs to its outputs and calls a plain engine function.
 Every stage runs alone, e.g. ``luigi --module pipeline MergeBatches --recipe R``.
@@ -108,13 +108,6 @@ class SplitDataset(DatasetTask):
     def run(self) -> None:
         remove_stale_temps(self.plan.layout.final)
         split_dataset(self.plan, resources().chunk_bytes, TaskProgress(self, "outputs"))
-
-
-class BuildDataset(DatasetTask, luigi.WrapperTask):
-    """The whole dataset: the task users run."""
-
-    def requires(self) -> SplitDataset:
-        return SplitDataset(recipe=self.recipe)
 
 
 class Cleanup(DatasetTask):
