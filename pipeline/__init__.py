@@ -17,7 +17,7 @@ class _ClearErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, PipelineError):
-            record.msg, record.args, record.exc_info, record.exc_text = f"error: {error}", (), None, None
+            record.msg, record.args, record.exc_info, record.exc_text = str(error), (), None, None
         return True
 
 

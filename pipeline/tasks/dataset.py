@@ -81,14 +81,13 @@ class MergeBatches(DatasetTask):
         plan = self.plan
         return CheckedTarget(plan.layout.merged_manifest, lambda: merge_is_complete(plan))
 
-    def run(self):
+    def run(self) -> None:
         plan = self.plan
-        corrupt = [b for b in plan.batches if verify_batch(plan, b)]
-        for batch in corrupt:
-            logger.warning("batch %d is corrupt (%s); rebuilding it", batch.index, verify_batch(plan, batch))
-            plan.layout.batch_record(batch.index).unlink(missing_ok=True)
-        if corrupt:
-            yield [ProcessBatch(recipe=self.recipe, batch=b.index) for b in corrupt]
+        for batch in plan.batches:
+            problem = verify_batch(plan, batch)
+            if problem:
+                logger.warning("batch %d is corrupt (%s); rebuilding it alone", batch.index, problem)
+                build_batch(plan, batch, TaskProgress(self, f"files of batch {batch.index}"))
         for folder in (plan.layout.files, plan.layout.intermediate, plan.layout.merged):
             remove_stale_temps(folder)
         progress = TaskProgress(self, "arrays")

@@ -1,0 +1,61 @@
+"""Recipe validation: everything wrong is refused before any work, naming the key."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import hex_recipe, write_recipe
+
+from pipeline.recipe import RecipeError, load_recipe
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"dataset": {"colour": "blue"}}, "[dataset] unknown key 'colour'"),
+    ({"process": {"position_selector": "middle"}}, "[process] position_selector = 'middle' must be one of"),
+    ({"process": {"board_size": 40}}, "[process] board_size = 40 must be between 1 and 26"),
+    ({"process": {"on_error": "ignore"}}, "[process] on_error = 'ignore' must be one of 'skip', 'fail'"),
+    ({"batch": {"files_per_batch": 0}}, "[batch] files_per_batch = 0 must be 1 or more"),
+    ({"batch": {"files_per_batch": "10"}}, "[batch] files_per_batch = '10' must be an integer"),
+    ({"batch": {"files_per_batch": True}}, "[batch] files_per_batch = True must be an integer"),
+    ({"split": {"train": 0.5}}, "[split] train + val + test = 0.9, must sum to 1"),
+    ({"split": {"val": -0.1, "train": 0.9}}, "[split] val = -0.1 must be between 0 and 1"),
+    ({"extra": {"a": 1}}, "unknown table [extra]"),
+    ({"dataset": {"kind": "parquet"}}, "[dataset] kind: unknown kind 'parquet'"),
+    ({"dataset": {"kind": "nosuchmodule:read"}}, "cannot load plug-in kind 'nosuchmodule:read'"),
+])
+def test_bad_values_are_refused_naming_the_key(tmp_path, shared_data, overrides, message):
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(hex_recipe(tmp_path, shared_data / "hex", **overrides))
+    assert message in str(caught.value)
+    assert str(tmp_path) in str(caught.value), "the message names the recipe file"
+
+
+def test_missing_keys_and_input_folder_are_refused(tmp_path, shared_data):
+    recipe = write_recipe(tmp_path / "r.toml", dataset={"name": "x", "kind": "trmph", "output_dir": "out"})
+    with pytest.raises(RecipeError, match=r"\[dataset\] missing key 'input_dir'"):
+        load_recipe(recipe)
+    recipe = hex_recipe(tmp_path, tmp_path / "nowhere")
+    with pytest.raises(RecipeError, match="input_dir .*nowhere is not a folder"):
+        load_recipe(recipe)
+    (tmp_path / "bad.toml").write_text("[dataset\nname = 1")
+    with pytest.raises(RecipeError, match="not valid TOML"):
+        load_recipe(tmp_path / "bad.toml")
+    with pytest.raises(RecipeError, match="cannot read recipe"):
+        load_recipe(tmp_path / "absent.toml")
+
+
+def test_defaults_and_relative_paths(tmp_path, shared_data):
+    (tmp_path / "data").mkdir()
+    recipe = write_recipe(tmp_path / "r.toml", dataset={
+        "name": "x", "kind": "trmph", "input_dir": "data", "output_dir": "out"})
+    loaded = load_recipe(recipe)
+    assert loaded.input_dir == tmp_path / "data" and loaded.output_dir == tmp_path / "out"
+    assert loaded.on_error == "skip" and loaded.files_per_batch == 500
+    assert loaded.kind_settings == {"position_selector": "all", "board_size": 13}
+    assert dict(loaded.split) == {"train": 0.8, "val": 0.1, "test": 0.1, "seed": 0, "normalize": False}
+
+
+def test_output_inside_input_is_refused(tmp_path):
+    recipe = write_recipe(tmp_path / "r.toml", dataset={
+        "name": "x", "kind": "trmph", "input_dir": ".", "output_dir": "out"})
+    with pytest.raises(RecipeError, match="must not be inside input_dir"):
+        load_recipe(recipe)

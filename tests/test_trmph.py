@@ -1,0 +1,166 @@
+"""The trmph kind on the real Hex records: boards, policy, value and player to move."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.kinds import trmph
+from pipeline.synthetic.hex import write_corpus
+
+SETTINGS = {"position_selector": "all", "board_size": 13}
+
+
+def real_lines(shared_data: Path) -> list[tuple[str, str]]:
+    return [(path.name, line) for path in sorted((shared_data / "hex").glob("*.trmph"))
+            for line in path.read_text().splitlines() if line.strip()]
+
+
+def naive_positions(line: str) -> list[tuple[np.ndarray, int, float, int]]:
+    """A straightforward per-position reading of the format, written independently of the kind."""
+    moves_part, winner = line.split()
+    size_text, moves = moves_part.split("#")[1].split(",")
+    size = int(size_text)
+    cells, i = [], 0
+    while i < len(moves):
+        col = ord(moves[i]) - ord("a")
+        j = i + 1
+        while j < len(moves) and moves[j].isdigit():
+            j += 1
+        row = int(moves[i + 1:j]) - 1
+        cells.append(row * size + col)
+        i = j
+    value = {"b": 0.0, "r": 1.0, "1": 0.0, "2": 1.0}[winner]
+    positions = []
+    board = np.zeros((2, size, size), dtype=np.uint8)
+    for k in range(len(cells) + 1):
+        policy = cells[k] if k < len(cells) else -1
+        positions.append((board.copy(), policy, value, k % 2))
+        if k < len(cells):
+            board[k % 2, cells[k] // size, cells[k] % size] = 1
+    return positions
+
+
+def connects(stones: np.ndarray, axis: int) -> bool:
+    """Whether ``stones`` (N x N, [row, col]) join the two edges across ``axis`` on a hex grid."""
+    size = stones.shape[0]
+    start = [(0, i) if axis == 0 else (i, 0) for i in range(size)]
+    todo = deque(cell for cell in start if stones[cell])
+    seen = set(todo)
+    while todo:
+        row, col = todo.popleft()
+        if (row if axis == 0 else col) == size - 1:
+            return True
+        for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, 1), (1, -1)):
+            nxt = (row + dr, col + dc)
+            if 0 <= nxt[0] < size and 0 <= nxt[1] < size and stones[nxt] and nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return False
+
+
+def test_real_games_match_a_per_position_reading(shared_data):
+    lines = real_lines(shared_data)
+    assert len(lines) == 9
+    for name, line in lines:
+        cells, value, _ = trmph.parse_game(line, 13)
+        rows = trmph.encode_game(cells, value, 13, "all")
+        expected = naive_positions(line)
+        assert len(rows["X"]) == len(expected) == cells.size + 1, name
+        for k, (board, policy, val, to_move) in enumerate(expected):
+            assert np.array_equal(rows["X"][k], board), (name, k)
+            assert rows["policy"][k] == policy and rows["value"][k] == val
+            assert rows["player_to_move"][k] == to_move
+
+
+def test_first_moves_of_a_real_game_by_hand(shared_data):
+    """twoNetGames game 1 opens i10 f12 k4 and blue wins: checked cell by cell."""
+    line = (shared_data / "hex" / "twoNetGames_sample.trmph").read_text().splitlines()[0]
+    assert line.startswith("http://www.trmph.com/hex/board#13,i10f12k4")
+    cells, value, _ = trmph.parse_game(line, 13)
+    rows = trmph.encode_game(cells, value, 13, "all")
+    assert list(cells[:3]) == [9 * 13 + 8, 11 * 13 + 5, 3 * 13 + 10]
+    assert rows["policy"][0] == 9 * 13 + 8 and rows["policy"][1] == 11 * 13 + 5
+    assert rows["X"][0].sum() == 0
+    assert rows["X"][1][0, 9, 8] == 1 and rows["X"][1].sum() == 1
+    assert rows["X"][2][1, 11, 5] == 1 and rows["X"][2].sum() == 2
+    assert list(rows["player_to_move"][:3]) == [0, 1, 0]
+    assert set(rows["value"]) == {0.0}
+    assert rows["policy"][-1] == -1
+
+
+def test_decoded_final_boards_show_the_recorded_winner_connected(shared_data):
+    """Blue joins rows 0 and N-1, red joins columns 0 and N-1: the decoding agrees with every winner."""
+    for name, line in real_lines(shared_data):
+        cells, value, _ = trmph.parse_game(line, 13)
+        board = trmph.encode_game(cells, value, 13, "final")["X"][0]
+        winner = int(value)
+        assert connects(board[winner].astype(bool), axis=winner), name
+        assert not connects(board[1 - winner].astype(bool), axis=1 - winner), name
+
+
+@pytest.mark.parametrize("selector, index", [("final", -1), ("penultimate", -2)])
+def test_position_selectors_pick_one_position_per_game(shared_data, selector, index):
+    path = shared_data / "hex" / "selfplay_sample.trmph"
+    everything = trmph.read(path, SETTINGS)
+    chosen = trmph.read(path, {**SETTINGS, "position_selector": selector})
+    assert len(chosen.arrays["X"]) == chosen.records == 5
+    ends = np.flatnonzero(np.diff(everything.arrays["group"], append=np.uint64(0)) != 0)
+    starts = np.append(0, ends[:-1] + 1)
+    picks = ends if index == -1 else ends - 1
+    for name in ("X", "policy", "value", "player_to_move", "group"):
+        assert np.array_equal(chosen.arrays[name], everything.arrays[name][picks])
+    assert (starts < picks).all()
+
+
+def test_url_and_short_forms_decode_the_same():
+    short = "#5,a1b2c3 r"
+    url = "http://www.trmph.com/hex/board#5,a1b2c3 2"
+    a, b = (trmph.encode_game(*trmph.parse_game(x, 5)[:2], 5, "all") for x in (short, url))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert trmph.parse_game(short, 5)[2] == trmph.parse_game(url, 5)[2]
+
+
+@pytest.mark.parametrize("line, error", [
+    ("#13,a1b2z3 b", "CellOffBoard"),
+    ("#13,a1b2a1 b", "RepeatedCell"),
+    ("#13,a1b2c b", "IllegalCoordinate"),
+    ("#13,a1b2!3 b", "IllegalCoordinate"),
+    ("#13,a1b2", "MissingWinner"),
+    ("#13,a1b2 x", "UnknownWinner"),
+    ("#11,a1b2 b", "BoardSizeMismatch"),
+    ("#27,a1b2 b", "BadBoardSize"),
+    ("#13, b", "NoMoves"),
+    ("a1b2 b", "BadGameRecord"),
+    ("#13,a14 b", "CellOffBoard"),
+])
+def test_bad_games_are_refused_with_their_reason(line, error):
+    with pytest.raises(trmph.GameError) as caught:
+        trmph.parse_game(line, 13)
+    assert caught.value.error == error
+
+
+def test_a_file_with_bad_games_keeps_its_good_ones(tmp_path, shared_data):
+    good = real_lines(shared_data)[0][1]
+    path = tmp_path / "mixed.trmph"
+    path.write_text(f"# header comment\n\n{good}\n#13,a1a1 b\n{good}\r\n#13,q99 r\n")
+    result = trmph.read(path, SETTINGS)
+    assert result.records == 2
+    assert [(e.line, e.error) for e in result.errors] == [(4, "RepeatedCell"), (6, "CellOffBoard")]
+    assert len(result.arrays["X"]) == 2 * (trmph.parse_game(good, 13)[0].size + 1)
+    assert len(set(result.arrays["group"].tolist())) == 1, "the same game twice is one group"
+
+
+def test_generated_games_are_complete_and_won_by_the_recorded_side(tmp_path):
+    paths = write_corpus(tmp_path, files=2, games=5, size=7, seed=1)
+    for path in paths:
+        for line in path.read_text().splitlines():
+            cells, value, _ = trmph.parse_game(line, 7)
+            board = trmph.encode_game(cells, value, 7, "final")["X"][0]
+            winner = int(value)
+            assert connects(board[winner].astype(bool), axis=winner)
+            before = trmph.encode_game(cells, value, 7, "penultimate")["X"][0]
+            assert not connects(before[winner].astype(bool), axis=winner), "the game ends when it is won"
