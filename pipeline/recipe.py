@@ -41,6 +41,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     },
     "process": {
         "on_error": Setting(str, "skip", ON_ERROR, "skip: record bad input and go on; fail: stop the run"),
+        "max_failures": Setting((int, float), 1.0, help="failed files allowed: a count, or a fraction up to 1.0",
+                                check=lambda v: None if v >= 0 else "must be 0 or more"),
     },
     "batch": {
         "files_per_batch": Setting(int, 500, help="input files per Luigi task", check=_positive),
@@ -83,6 +85,10 @@ class Recipe:
         return self.tables["process"]["on_error"]
 
     @property
+    def max_failures(self) -> int | float:
+        return self.tables["process"]["max_failures"]
+
+    @property
     def kind_settings(self) -> dict[str, Any]:
         """The [process] values the kind reads (engine keys removed)."""
         return {k: v for k, v in self.tables["process"].items() if k not in ENGINE_PROCESS_KEYS}
@@ -108,7 +114,7 @@ def _coerce(value: Any, setting: Setting) -> Any:
     types = setting.type if isinstance(setting.type, tuple) else (setting.type,)
     if isinstance(value, bool) and bool not in types:
         raise TypeError
-    if float in types and isinstance(value, int) and not isinstance(value, bool):
+    if float in types and int not in types and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, types):
         raise TypeError

@@ -33,7 +33,12 @@ def load_final(out: Path) -> dict:
 
 
 def final_bytes(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((out / "final").iterdir()) if p.name != "manifest.json"}
+    """Every final output's bytes; stats.json without its run-dependent timing."""
+    final = {p.name: p.read_bytes() for p in sorted((out / "final").iterdir()) if p.name != "manifest.json"}
+    stats = json.loads(final["stats.json"])
+    del stats["processing"]
+    final["stats.json"] = json.dumps(stats).encode()
+    return final
 
 
 def temp_files(out: Path) -> list[Path]:

@@ -9,7 +9,9 @@ is written last and is what marks the batch complete.
 
 from __future__ import annotations
 
+import collections
 import json
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +23,7 @@ from pipeline.engine.discovery import InputFile
 from pipeline.engine.plan import Batch, Plan
 from pipeline.engine.storage import NpzWriter, atomic_open, file_checksum, read_json, save_npz, write_json
 from pipeline.errors import PipelineError
-from pipeline.kinds.base import Kind, as_file_result, group_id
+from pipeline.kinds.base import FileResult, Kind, as_file_result, group_id
 
 META = "_meta"
 Progress = Callable[[int, int, int], None]
@@ -42,8 +44,8 @@ def describe(record: dict[str, Any]) -> str:
     return f"{where}: {record['error']}: {record['message']}"
 
 
-def process_file(kind: Kind, settings: dict, path: Path, relative: str) -> tuple[dict, list[dict], int, bool]:
-    """Run the kind on one file: rows, failure records, good records, and whether to keep it.
+def process_file(kind: Kind, settings: dict, path: Path, relative: str) -> tuple[FileResult, list[dict], bool]:
+    """Run the kind on one file: its result, failure records, and whether to keep the output.
 
     Any exception is a failure of the whole file. An OSError (permission denied, file
     gone) is not kept, so the next run tries the file again.
@@ -52,53 +54,92 @@ def process_file(kind: Kind, settings: dict, path: Path, relative: str) -> tuple
         result = as_file_result(kind.read(path, settings))
     except Exception as exc:  # noqa: BLE001 - a bad file is recorded, never a crash
         message = str(exc).replace(str(path), relative) or type(exc).__name__
-        return {}, [failure(relative, None, type(exc).__name__, message)], 0, not isinstance(exc, OSError)
+        return FileResult({}, 0), [failure(relative, None, type(exc).__name__, message)], not isinstance(exc, OSError)
     arrays = result.arrays
-    if "group" not in arrays:
+    if arrays and "group" not in arrays:
         arrays["group"] = np.full(len(arrays["X"]), group_id(relative), dtype=np.uint64)
     failures = [failure(relative, e.line, e.error, e.message) for e in result.errors]
-    return arrays, failures, result.records, True
+    return result, failures, True
 
 
-def load_file_output(path: Path, fingerprint: str) -> tuple[dict, dict] | None:
+def load_file_output(plan: Plan, relative: str, fingerprint: str) -> tuple[dict, dict] | None:
     """Arrays and metadata of a per-file output, or None when missing, stale or corrupt."""
+    layout = plan.layout
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with np.load(layout.file_output(relative), allow_pickle=False) as data:
             meta = json.loads(str(data[META]))
             if meta.get("fingerprint") != fingerprint:
                 return None
             arrays = {name: data[name] for name in data.files if name != META}
+        for name, size in meta["blobs"].items():
+            if layout.file_blob(relative, name).stat().st_size != size:
+                return None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
     return arrays, meta
 
 
 def file_output(plan: Plan, file: InputFile, fingerprint: str) -> tuple[dict, dict]:
-    """The output of one input file: reused when fresh and intact, else made and saved."""
+    """The output of one input file: reused when fresh and intact, else made and saved.
+
+    The metadata says whether it was ``reused``; blobs are written before the .npz,
+    which is the file's commit record.
+    """
     layout, recipe = plan.layout, plan.recipe
-    out = layout.file_output(file.relative)
-    cached = load_file_output(out, fingerprint)
+    cached = load_file_output(plan, file.relative, fingerprint)
     if cached is not None:
-        return cached
-    arrays, failures, records, keep = process_file(
+        return cached[0], {**cached[1], "reused": True}
+    result, failures, keep = process_file(
         recipe.kind, recipe.kind_settings, recipe.input_dir / file.relative, file.relative)
-    rows = len(arrays["X"]) if arrays else 0
-    meta = {"fingerprint": fingerprint, "file": file.relative, "records": records, "rows": rows,
-            "failed": not arrays, "failures": failures}
+    arrays = result.arrays
+    meta = {"fingerprint": fingerprint, "file": file.relative, "records": result.records,
+            "rows": len(arrays["X"]) if arrays else 0, "failed": bool(failures) and not result.records,
+            "failures": failures, "blobs": {name: len(blob) for name, blob in result.blobs.items()}}
     if keep:
-        save_npz(out, {**arrays, META: np.array(json.dumps(meta))})
-    return arrays, meta
+        for name, blob in result.blobs.items():
+            with atomic_open(layout.file_blob(file.relative, name)) as handle:
+                handle.write(blob)
+        save_npz(layout.file_output(file.relative), {**arrays, META: np.array(json.dumps(meta))})
+    return arrays, {**meta, "reused": False}
 
 
 def _row_spec(arrays: dict[str, np.ndarray]) -> dict[str, tuple[str, tuple[int, ...]]]:
     return {name: (array.dtype.str, array.shape[1:]) for name, array in sorted(arrays.items())}
 
 
+def failure_limit(max_failures: int | float, files: int) -> int:
+    """How many files may fail: a count, or a fraction (a float below 1) of the files."""
+    if isinstance(max_failures, float) and max_failures <= 1:
+        return int(max_failures * files)
+    return int(max_failures)
+
+
+def stop_the_run(plan: Plan, first: dict[str, Any]) -> str:
+    """Record the run's first failure (the first writer wins); return the failure that stops it."""
+    marker = plan.layout.stop_marker(plan.run_id)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(marker, "x") as handle:
+            handle.write(describe(first))
+    except FileExistsError:
+        pass
+    return marker.read_text()
+
+
 def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> dict[str, Any]:
-    """Make every file output of ``batch`` and the batch file; return the batch record."""
-    layout, on_error = plan.layout, plan.recipe.on_error
+    """Make every file output of ``batch`` and the batch file; return the batch record.
+
+    Under ``on_error = "fail"`` the first failure anywhere in the run stops every batch
+    before its next file (a marker file shared by all workers); the error names it.
+    """
+    layout, recipe = plan.layout, plan.recipe
+    stop = layout.stop_marker(plan.run_id)
+    limit = failure_limit(recipe.max_failures, plan.file_count)
     metas, spec, failures = [], None, []
+    started = time.monotonic()
     for done, (file, fingerprint) in enumerate(zip(batch.files, batch.file_fingerprints, strict=True), start=1):
+        if recipe.on_error == "fail" and stop.exists():
+            raise InputError(f"stopped: {stop.read_text()}")
         arrays, meta = file_output(plan, file, fingerprint)
         if arrays and meta["rows"]:
             file_spec = _row_spec(arrays)
@@ -108,9 +149,13 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> d
                     file.relative, None, "RowShapeMismatch",
                     f"rows {file_spec} differ from the batch's {spec}")]}
         failures.extend(meta["failures"])
-        if failures and on_error == "fail":
-            raise InputError(describe(failures[0]))
         metas.append(meta)
+        if failures and recipe.on_error == "fail":
+            raise InputError(stop_the_run(plan, failures[0]))
+        failed_files = sum(m["failed"] for m in metas)
+        if failed_files > limit:
+            raise InputError(f"{failed_files} files failed in batch {batch.index}, more than max_failures "
+                             f"allows ({limit} of {plan.file_count}); last: {describe(failures[-1])}")
         if progress:
             progress(done, len(batch.files), len(failures))
     rows = sum(meta["rows"] for meta in metas)
@@ -128,8 +173,10 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> d
         "arrays": {name: {"dtype": dtype, "shape": list(shape)} for name, (dtype, shape) in (spec or {}).items()},
         "files": len(metas),
         "files_failed": sum(meta["failed"] for meta in metas),
+        "files_reused": sum(meta["reused"] for meta in metas),
         "records": sum(meta["records"] for meta in metas),
         "records_failed": sum(1 for f in failures if f["line"] is not None),
+        "seconds": round(time.monotonic() - started, 3),
         "failures": failures,
     }
     write_json(layout.batch_record(batch.index), record)
@@ -142,6 +189,51 @@ def _member_chunks(plan: Plan, batch: Batch, metas: list[dict], name: str):
         if meta["rows"]:
             with np.load(plan.layout.file_output(file.relative), allow_pickle=False) as data:
                 yield data[name]
+
+
+def batch_records(plan: Plan) -> list[dict[str, Any]]:
+    """The record of every batch of the plan; each must exist and match its fingerprint."""
+    records = []
+    for batch in plan.batches:
+        record = read_json(plan.layout.batch_record(batch.index))
+        if not record or record.get("fingerprint") != batch.fingerprint:
+            raise InputError(f"batch {batch.index} is missing or stale; run its ProcessBatch first")
+        records.append(record)
+    return records
+
+
+def summarise(plan: Plan, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """File, record and failure counts over all batches; refuses more failures than allowed."""
+    failures = [f for record in records for f in record["failures"]]
+    files = sum(r["files"] for r in records)
+    failed = sum(r["files_failed"] for r in records)
+    limit = failure_limit(plan.recipe.max_failures, files)
+    if failed > limit:
+        raise InputError(f"{failed} of {files} files failed, more than max_failures = "
+                         f"{plan.recipe.max_failures} allows ({limit}); first: {describe(failures[0])}")
+    seconds = sum(r["seconds"] for r in records)
+    reused = sum(r["files_reused"] for r in records)
+    return {
+        "files": {"discovered": files, "processed": files - failed, "failed": failed},
+        "records": {"processed": sum(r["records"] for r in records),
+                    "failed": sum(r["records_failed"] for r in records)},
+        "rows": sum(r["rows"] for r in records),
+        "processing": {"seconds": round(seconds, 3), "files_reused": reused,
+                       "files_per_second": round((files - reused) / seconds, 1) if seconds else None},
+        "failures": {"by_reason": dict(sorted(collections.Counter(f["error"] for f in failures).items())),
+                     "records": failures},
+    }
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """One line for the terminal: discovered, processed, reused, failed by reason, time, rate."""
+    files, processing = summary["files"], summary["processing"]
+    reasons = ", ".join(f"{k}: {v}" for k, v in summary["failures"]["by_reason"].items()) or "none"
+    rate = processing["files_per_second"]
+    return (f"{files['discovered']} files discovered, {files['processed']} processed, "
+            f"{processing['files_reused']} reused from earlier runs, {files['failed']} failed; "
+            f"{summary['records']['failed']} bad records; failures by reason: {reasons}; "
+            f"{processing['seconds']:.1f} s processing" + (f", {rate} files/s" if rate else ""))
 
 
 def batch_is_complete(plan: Plan, batch: Batch) -> bool:

@@ -34,6 +34,14 @@ class Layout:
     def file_output(self, relative: str) -> Path:
         return self.files / f"{relative}.npz"
 
+    def file_blob(self, relative: str, name: str) -> Path:
+        """A byte output a kind made for one input file (e.g. a command's stdout)."""
+        return self.files / f"{relative}.{name}"
+
+    def stop_marker(self, run_id: str) -> Path:
+        """Holds the first failure of a run under on_error = "fail"; every worker stops on it."""
+        return self.root / "stop" / f"{run_id}.txt"
+
     def batch(self, index: int) -> Path:
         return self.intermediate / f"batch_{index:04d}.npz"
 

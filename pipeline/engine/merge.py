@@ -7,12 +7,11 @@ arrays and the run's file and record counts with every failure.
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
+from pipeline.engine.batches import batch_records, summarise
 from pipeline.engine.plan import Plan
 from pipeline.engine.storage import iter_npz_member, read_json, write_json, write_npy
 from pipeline.errors import PipelineError
@@ -26,32 +25,6 @@ def chunk_rows(row_shape: tuple[int, ...], dtype: np.dtype, chunk_bytes: int) ->
     """Rows per chunk so that one chunk stays within ``chunk_bytes``."""
     row_bytes = np.dtype(dtype).itemsize * int(np.prod(row_shape, dtype=np.int64))
     return max(1, chunk_bytes // max(1, row_bytes))
-
-
-def batch_records(plan: Plan) -> list[dict[str, Any]]:
-    """The record of every batch of the plan; each must exist and match its fingerprint."""
-    records = []
-    for batch in plan.batches:
-        record = read_json(plan.layout.batch_record(batch.index))
-        if not record or record.get("fingerprint") != batch.fingerprint:
-            raise MergeError(f"batch {batch.index} is missing or stale; run its ProcessBatch first")
-        records.append(record)
-    return records
-
-
-def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """File, record and failure counts over all batches."""
-    failures = [f for record in records for f in record["failures"]]
-    files = sum(r["files"] for r in records)
-    failed = sum(r["files_failed"] for r in records)
-    return {
-        "files": {"discovered": files, "processed": files - failed, "failed": failed},
-        "records": {"processed": sum(r["records"] for r in records),
-                    "failed": sum(r["records_failed"] for r in records)},
-        "rows": sum(r["rows"] for r in records),
-        "failures": {"by_reason": dict(sorted(collections.Counter(f["error"] for f in failures).items())),
-                     "records": failures},
-    }
 
 
 def merge_batches(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], None] | None = None) -> dict:
@@ -84,7 +57,7 @@ def merge_batches(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
         write_npy(layout.merged_array(name), chunks(), dtype, row_shape, rows)
         if progress:
             progress(step, len(spec))
-    manifest = {"fingerprint": plan.merge_fingerprint, "arrays": spec, **summarise(records)}
+    manifest = {"fingerprint": plan.merge_fingerprint, "arrays": spec, **summarise(plan, records)}
     write_json(layout.merged_manifest, manifest)
     return manifest
 

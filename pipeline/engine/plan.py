@@ -8,7 +8,9 @@ fingerprint differs from the plan's is stale and is rebuilt.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import os
+import time
+from dataclasses import dataclass, field
 
 from pipeline.engine.discovery import InputFile, discover
 from pipeline.engine.layout import Layout
@@ -35,6 +37,8 @@ class Plan:
     batches: tuple[Batch, ...]
     merge_fingerprint: str
     split_fingerprint: str
+    run_id: str = field(default_factory=lambda: f"{os.getpid()}-{time.time_ns()}")
+    """Identifies this run (Luigi's worker processes inherit the plan, so they share it)."""
 
     @property
     def file_count(self) -> int:

@@ -1,29 +1,48 @@
-"""The recipe kinds: built-ins by name, plug-ins as ``"package.module:attribute"``."""
+"""The recipe kinds: built-ins by name, plug-ins as ``"package.module:attribute"`` or entry points.
+
+A plug-in is a :class:`~pipeline.kinds.base.Kind`, or a plain reader function (its
+``version`` and ``settings`` attributes are used when present). Packages can also
+register kinds under the ``pipeline.kinds`` entry-point group.
+"""
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
 
-from pipeline.kinds import trmph
+from pipeline.kinds import command, trmph
 from pipeline.kinds.base import Kind
 
-BUILTIN: dict[str, Kind] = {kind.name: kind for kind in (trmph.KIND,)}
+BUILTIN: dict[str, Kind] = {kind.name: kind for kind in (trmph.KIND, command.KIND)}
+ENTRY_POINTS = "pipeline.kinds"
+
+
+def _as_kind(name: str, target: object) -> Kind:
+    if isinstance(target, Kind):
+        return target
+    if callable(target):
+        return Kind(name=name, version=str(getattr(target, "version", "1")), read=target,
+                    settings=getattr(target, "settings", {}))
+    raise LookupError(f"plug-in kind {name!r} is neither a Kind nor a function")
 
 
 def resolve(name: str) -> Kind:
-    """The kind a recipe names: a built-in, or a plug-in ``module:attribute`` (a Kind or a reader)."""
+    """The kind a recipe names: a built-in, an entry point, or ``module:attribute``."""
     if name in BUILTIN:
         return BUILTIN[name]
+    registered = {point.name: point for point in entry_points(group=ENTRY_POINTS)}
+    if name in registered:
+        try:
+            return _as_kind(name, registered[name].load())
+        except Exception as exc:  # noqa: BLE001 - any import failure becomes a recipe error
+            raise LookupError(f"cannot load kind {name!r} from its entry point: {exc}") from None
     module_name, sep, attribute = name.partition(":")
     if not sep:
-        raise LookupError(f"unknown kind {name!r}: built-ins are {', '.join(sorted(BUILTIN))}, "
+        known = sorted(BUILTIN) + sorted(registered)
+        raise LookupError(f"unknown kind {name!r}: known kinds are {', '.join(known)}; "
                           "a plug-in is written 'package.module:attribute'")
     try:
         target = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise LookupError(f"cannot load plug-in kind {name!r}: {exc}") from None
-    if isinstance(target, Kind):
-        return target
-    if callable(target):
-        return Kind(name=name, version=str(getattr(target, "version", "1")), read=target)
-    raise LookupError(f"plug-in kind {name!r} is neither a Kind nor a function")
+    return _as_kind(name, target)

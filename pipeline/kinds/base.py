@@ -3,9 +3,11 @@
 A kind is a pure function ``read(path, settings) -> rows`` plus the schema of its
 settings. It knows nothing of Luigi, batches or storage: the engine does the I/O.
 
-Rows are named numpy arrays sharing their first dimension:
+Rows are named numpy arrays sharing their first dimension (or a pyarrow Table, whose
+``group``, ``label_<name>`` and ``mask_<name>`` columns are taken as such and whose other
+columns, in order, are stacked into ``X``):
 
-- ``X``: the features (required);
+- ``X``: the features (required when there are rows);
 - ``group``: uint64 group ids (optional; by default every row of a file is one group,
   keyed by the file's relative path);
 - ``mask_<name>``: masks, written to ``masks_<split>.npz`` under ``<name>``;
@@ -13,7 +15,9 @@ Rows are named numpy arrays sharing their first dimension:
 
 A kind that can skip bad records inside a good file returns a :class:`FileResult`
 with the :class:`RecordError` list; a problem with the whole file is raised as any
-exception and recorded by the engine with the exception's class and message.
+exception and recorded by the engine with the exception's class and message. A kind
+whose product is a file per input (a ``command``) returns it as ``blobs``: named bytes
+the engine writes atomically beside the per-file output.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class FileResult:
     arrays: dict[str, np.ndarray]
     records: int
     errors: list[RecordError] = field(default_factory=list)
+    blobs: dict[str, bytes] = field(default_factory=dict)
 
 
 Reader = Callable[[Path, Mapping[str, Any]], "FileResult | dict[str, np.ndarray]"]
@@ -86,14 +91,38 @@ def group_id(key: str) -> np.uint64:
     return np.frombuffer(hashlib.blake2b(key.encode(), digest_size=8).digest(), dtype="<u8")[0]
 
 
-def as_file_result(value: FileResult | Mapping[str, np.ndarray]) -> FileResult:
-    """Normalise what a reader returned and check the rows are well formed."""
-    if not isinstance(value, FileResult):
+def table_arrays(table: Any) -> dict[str, np.ndarray]:
+    """Named arrays of a pyarrow Table: group, label_*, mask_* by name, the rest stacked as X."""
+    arrays, features = {}, []
+    for name in table.column_names:
+        column = table.column(name).to_numpy()
+        if name == "group" or name.startswith("mask_"):
+            arrays[name] = column
+        elif name.startswith("label_"):
+            arrays[name.removeprefix("label_")] = column
+        else:
+            features.append(column)
+    if features:
+        arrays["X"] = np.column_stack(features)
+    return arrays
+
+
+def as_file_result(value: Any) -> FileResult:
+    """Normalise what a reader returned (FileResult, dict of arrays, pyarrow Table); check its rows."""
+    if hasattr(value, "column_names") and hasattr(value, "num_rows"):
+        value = FileResult(table_arrays(value), records=value.num_rows)
+    elif not isinstance(value, FileResult):
         value = dict(value)
         value = FileResult(value, records=len(value["X"]) if "X" in value else 0)
     arrays = {name: np.asarray(array) for name, array in value.arrays.items()}
-    if "X" not in arrays:
-        raise ValueError("reader returned no 'X' array")
+    if arrays and "X" not in arrays:
+        raise ValueError(f"reader returned arrays {sorted(arrays)} but no 'X'")
+    if not arrays:
+        return value
+    group = arrays.get("group")
+    if group is not None and group.dtype.kind not in "iu":
+        keys, inverse = np.unique(group.astype(str), return_inverse=True)
+        arrays["group"] = np.array([group_id(key) for key in keys], dtype=np.uint64)[inverse]
     rows = len(arrays["X"])
     for name, array in arrays.items():
         if array.ndim == 0 or len(array) != rows:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import luigi
 
 from pipeline.recipe import load_recipe
-from pipeline.tasks.dataset import DatasetTask, SplitDataset
+from pipeline.tasks.dataset import DatasetTask, SplitDataset, SummariseFiles
 
 FLOWS: dict[str, type[DatasetTask]] = {
     "files": SplitDataset,
+    "each": SummariseFiles,
 }
 """Each flow's final task, by the ``flow`` name a kind declares."""
 

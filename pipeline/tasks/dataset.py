@@ -13,12 +13,19 @@ from pathlib import Path
 import luigi
 
 from pipeline.config import resources
-from pipeline.engine.batches import batch_is_complete, build_batch, verify_batch
+from pipeline.engine.batches import (
+    batch_is_complete,
+    batch_records,
+    build_batch,
+    summarise,
+    summary_line,
+    verify_batch,
+)
 from pipeline.engine.merge import merge_batches, merge_is_complete
 from pipeline.engine.plan import Plan, plan_for
 from pipeline.engine.progress import TaskProgress
 from pipeline.engine.split import split_dataset, split_is_complete
-from pipeline.engine.storage import remove_stale_temps
+from pipeline.engine.storage import read_json, remove_stale_temps, write_json
 from pipeline.engine.targets import CheckedTarget
 from pipeline.errors import PipelineError
 from pipeline.recipe import load_recipe
@@ -106,7 +113,32 @@ class SplitDataset(DatasetTask):
 
     def run(self) -> None:
         remove_stale_temps(self.plan.layout.final)
-        split_dataset(self.plan, resources().chunk_bytes, TaskProgress(self, "outputs"))
+        stats = split_dataset(self.plan, resources().chunk_bytes, TaskProgress(self, "outputs"))
+        logger.info("Summary of %s: %s; final outputs in %s", self.plan.recipe.name,
+                    summary_line(stats), self.plan.layout.final)
+
+
+class SummariseFiles(DatasetTask):
+    """The "each" flow's end: every file has its own output; write ``final/stats.json``."""
+
+    def requires(self) -> BuildBatches:
+        return BuildBatches(recipe=self.recipe)
+
+    def output(self) -> CheckedTarget:
+        plan = self.plan
+        return CheckedTarget(plan.layout.stats, lambda: summary_is_complete(plan))
+
+    def run(self) -> None:
+        plan = self.plan
+        remove_stale_temps(plan.layout.files)
+        summary = summarise(plan, batch_records(plan))
+        write_json(plan.layout.stats, {"dataset": plan.recipe.name, "kind": plan.recipe.kind.name,
+                                       "fingerprint": plan.merge_fingerprint, **summary})
+        logger.info("Summary of %s: %s; outputs in %s", plan.recipe.name, summary_line(summary), plan.layout.files)
+
+
+def summary_is_complete(plan: Plan) -> bool:
+    return (read_json(plan.layout.stats) or {}).get("fingerprint") == plan.merge_fingerprint
 
 
 class Cleanup(DatasetTask):
