@@ -42,21 +42,17 @@ def test_a_wrong_row_count_never_reaches_the_final_name(tmp_path):
 
 def test_npz_members_stream_and_load_without_pickle(tmp_path):
     a, b = np.random.default_rng(0).random((50, 4)), np.arange(50, dtype=np.uint64)
-    with atomic_open(tmp_path / "x.npz") as handle:
-        writer = NpzWriter(handle)
+    with atomic_open(tmp_path / "x.npz") as handle, NpzWriter(handle) as writer:
         writer.add("a", iter([a[:20], a[20:]]), a.dtype, (4,), 50)
         writer.add("b", iter([b]), b.dtype, (), 50)
-        writer.close()
     with np.load(tmp_path / "x.npz", allow_pickle=False) as loaded:
         assert np.array_equal(loaded["a"], a) and np.array_equal(loaded["b"], b)
     assert np.array_equal(np.concatenate(list(iter_npz_member(tmp_path / "x.npz", "a", 7))), a)
 
 
 def test_a_flipped_bit_in_an_npz_member_is_detected(tmp_path):
-    with atomic_open(tmp_path / "x.npz") as handle:
-        writer = NpzWriter(handle)
+    with atomic_open(tmp_path / "x.npz") as handle, NpzWriter(handle) as writer:
         writer.add("a", iter([np.ones((1000, 8))]), np.float64, (8,), 1000)
-        writer.close()
     raw = bytearray((tmp_path / "x.npz").read_bytes())
     raw[4000] ^= 1
     (tmp_path / "x.npz").write_bytes(bytes(raw))

@@ -160,11 +160,9 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> d
             progress(done, len(batch.files), len(failures))
     rows = sum(meta["rows"] for meta in metas)
     path = layout.batch(batch.index)
-    with atomic_open(path) as handle:
-        writer = NpzWriter(handle)
+    with atomic_open(path) as handle, NpzWriter(handle) as writer:
         for name, (dtype, row_shape) in (spec or {}).items():
             writer.add(name, _member_chunks(plan, batch, metas, name), np.dtype(dtype), row_shape, rows)
-        writer.close()
     record = {
         "fingerprint": batch.fingerprint,
         "size": path.stat().st_size,

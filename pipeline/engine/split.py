@@ -112,35 +112,19 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
         write_json(layout.final / "normalization.json", {"fitted_on": "train", **normalization})
         written.append("normalization.json")
         transform = standardiser(normalization)
-    steps = [("X", "X", [("X", "X")]), ("groups", "group", [("group", "group")])]
-    steps += [("labels", None, [(n, n) for n in labels])] if labels else []
-    steps += [("masks", None, [(n, n.removeprefix(MASK_PREFIX)) for n in masks])] if masks else []
-    for step, (stem, single, members) in enumerate(steps, start=1):
-        suffix = ".npy" if single else ".npz"
+    outputs = [("X", ".npy", ["X"]), ("groups", ".npy", ["group"])]
+    outputs += [("labels", ".npz", labels)] if labels else []
+    outputs += [("masks", ".npz", masks)] if masks else []
+    for step, (stem, suffix, members) in enumerate(outputs, start=1):
         paths = [layout.final / f"{stem}_{split}{suffix}" for split in SPLITS]
         with contextlib.ExitStack() as stack:
             handles = [stack.enter_context(atomic_open(path)) for path in paths]
-            archives = None if single else [NpzWriter(h) for h in handles]
-            for name, key in members:
-                shape, dtype = npy_info(layout.merged_array(name))
-                apply = transform if name == "X" else None
-                dtype = np.dtype(np.float32) if apply else dtype
-                with contextlib.ExitStack() as members_open:
-                    targets = handles if single else [
-                        members_open.enter_context(a.zip.open(f"{key}.npy", "w", force_zip64=True))
-                        for a in archives]
-                    writers = [ArrayWriter(t, dtype, shape[1:], int(counts[i])) for i, t in enumerate(targets)]
-                    for chunk, where in _with_splits(plan, name, sizes[name]):
-                        chunk = apply(chunk) if apply else chunk
-                        for index, writer in enumerate(writers):
-                            writer.append(chunk[where == index])
-                    for writer in writers:
-                        writer.close()
-            for archive in archives or ():
-                archive.close()
+            archives = [stack.enter_context(NpzWriter(h)) for h in handles] if suffix == ".npz" else None
+            for name in members:
+                _route(plan, name, sizes[name], counts, handles, archives, transform if name == "X" else None)
         written += [path.name for path in paths]
         if progress:
-            progress(step, len(steps))
+            progress(step, len(outputs))
 
     stats = {
         "dataset": plan.recipe.name,
@@ -163,6 +147,26 @@ def _chunk(plan: Plan, name: str, chunk_bytes: int) -> int:
     """Rows per chunk of ``merged/<name>.npy`` so that a chunk stays within ``chunk_bytes``."""
     shape, dtype = npy_info(plan.layout.merged_array(name))
     return chunk_rows(shape[1:], dtype, chunk_bytes)
+
+
+def _route(plan: Plan, name: str, size: int, counts: np.ndarray, handles: list, archives: list | None,
+           transform: Callable[[np.ndarray], np.ndarray] | None) -> None:
+    """Stream ``merged/<name>.npy`` into one writer per split: an .npy file, or an .npz member."""
+    shape, dtype = npy_info(plan.layout.merged_array(name))
+    dtype = np.dtype(np.float32) if transform else dtype
+    with contextlib.ExitStack() as stack:
+        if archives is None:
+            writers = [ArrayWriter(h, dtype, shape[1:], int(n)) for h, n in zip(handles, counts, strict=True)]
+        else:
+            key = name.removeprefix(MASK_PREFIX)
+            writers = [stack.enter_context(a.member(key, dtype, shape[1:], int(n)))
+                       for a, n in zip(archives, counts, strict=True)]
+        for chunk, where in _with_splits(plan, name, size):
+            chunk = transform(chunk) if transform else chunk
+            for index, writer in enumerate(writers):
+                writer.append(chunk[where == index])
+        for writer in writers:
+            writer.close()
 
 
 def _distinct(path, size: int) -> int:

@@ -19,6 +19,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from pipeline.errors import PipelineError
+
 TEMP_MARK = ".tmp-"
 
 
@@ -27,14 +29,23 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
 
 
+class StorageError(PipelineError):
+    """A write that failed (disk full, I/O error); nothing was left under the final name."""
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path; rename it to ``path`` if the block succeeds, else remove it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Yield a temporary path; rename it to ``path`` if the block succeeds, else remove it.
+
+    An OSError on the way (ENOSPC, EIO, ...) becomes a StorageError naming ``path``.
+    """
     temp = temp_name(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield temp
         os.replace(temp, path)
+    except OSError as exc:
+        raise StorageError(f"writing {path} failed: {exc.strerror or exc}") from exc
     finally:
         temp.unlink(missing_ok=True)
 
@@ -141,20 +152,33 @@ def write_npy(path: Path, chunks: Iterator[np.ndarray], dtype: np.dtype, row_sha
 
 
 class NpzWriter:
-    """Writes an uncompressed .npz member by member, each member streamed in chunks."""
+    """Writes an uncompressed .npz member by member, each member streamed in chunks.
+
+    Use it as a context manager: the archive is closed (its directory written) on exit.
+    """
 
     def __init__(self, handle: IO[bytes]):
         self.zip = zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True)
 
-    def add(self, name: str, chunks: Iterator[np.ndarray], dtype: np.dtype, row_shape: tuple, rows: int) -> None:
+    def __enter__(self) -> NpzWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.zip.close()
+
+    @contextmanager
+    def member(self, name: str, dtype: np.dtype, row_shape: tuple, rows: int) -> Iterator[ArrayWriter]:
+        """Open member ``name`` and yield a writer for its rows (one member open at a time)."""
         with self.zip.open(f"{name}.npy", "w", force_zip64=True) as member:
             writer = ArrayWriter(member, dtype, row_shape, rows)
-            for chunk in chunks:
-                writer.append(chunk)
+            yield writer
             writer.close()
 
-    def close(self) -> None:
-        self.zip.close()
+    def add(self, name: str, chunks: Iterator[np.ndarray], dtype: np.dtype, row_shape: tuple, rows: int) -> None:
+        """Write member ``name`` from ``chunks``."""
+        with self.member(name, dtype, row_shape, rows) as writer:
+            for chunk in chunks:
+                writer.append(chunk)
 
 
 def read_npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:

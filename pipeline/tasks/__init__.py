@@ -7,8 +7,18 @@ from pipeline.tasks.dataset import (
     MergeBatches,
     ProcessBatch,
     SplitDataset,
+    Status,
     SummariseFiles,
 )
 
-__all__ = ["FLOWS", "BuildBatches", "BuildDataset", "Cleanup", "MergeBatches", "ProcessBatch", "SplitDataset",
-           "SummariseFiles"]
+__all__ = [
+    "FLOWS",
+    "BuildBatches",
+    "BuildDataset",
+    "Cleanup",
+    "MergeBatches",
+    "ProcessBatch",
+    "SplitDataset",
+    "Status",
+    "SummariseFiles",
+]

@@ -25,6 +25,7 @@ from pipeline.engine.merge import merge_batches, merge_is_complete
 from pipeline.engine.plan import Plan, plan_for
 from pipeline.engine.progress import TaskProgress
 from pipeline.engine.split import split_dataset, split_is_complete
+from pipeline.engine.status import dataset_status, status_report
 from pipeline.engine.storage import read_json, remove_stale_temps, write_json
 from pipeline.engine.targets import CheckedTarget
 from pipeline.errors import PipelineError
@@ -139,6 +140,16 @@ class SummariseFiles(DatasetTask):
 
 def summary_is_complete(plan: Plan) -> bool:
     return (read_json(plan.layout.stats) or {}).get("fingerprint") == plan.merge_fingerprint
+
+
+class Status(DatasetTask):
+    """Print what is up to date, stale and missing (to stdout); builds and writes nothing."""
+
+    def complete(self) -> bool:
+        return False
+
+    def run(self) -> None:
+        print(status_report(dataset_status(self.plan)), flush=True)
 
 
 class Cleanup(DatasetTask):
