@@ -210,3 +210,19 @@ def test_a_complete_dataset_runs_nothing_again(tmp_path, shared_data, task):
     assert again.returncode == 0
     assert "1 complete ones were encountered" in again.stderr or "already done" in again.stderr.lower()
     assert "ran successfully" not in again.stderr
+
+
+def test_cleanup_refuses_before_final_outputs_and_then_keeps_only_final(tmp_path, shared_data):
+    recipe = hex_recipe(tmp_path, shared_data / "hex")
+    out = tmp_path / "out-hex"
+    assert run_luigi("BuildBatches", recipe).returncode == 0
+    refused = run_luigi("Cleanup", recipe)
+    assert refused.returncode == 30 and "run BuildDataset before Cleanup" in refused.stderr
+    assert (out / "intermediate").is_dir() and (out / "files").is_dir()
+    assert run_luigi("BuildDataset", recipe).returncode == 0
+    first = final_bytes(out)
+    assert run_luigi("Cleanup", recipe).returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["final"]
+    again = run_luigi("BuildDataset", recipe)
+    assert again.returncode == 0 and "ran successfully" not in again.stderr
+    assert final_bytes(out) == first

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import psutil
 
 from pipeline.errors import PipelineError
 
@@ -87,22 +88,26 @@ def remove_stale_temps(folder: Path) -> int:
         for name in files:
             if TEMP_MARK not in name or not name.startswith("."):
                 continue
+            path = Path(root, name)
             pid = name.rpartition(TEMP_MARK)[2].partition("-")[0]
-            if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+            if pid.isdigit() and int(pid) != os.getpid() and _writing(int(pid), path):
                 continue
-            Path(root, name).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
             removed += 1
     return removed
 
 
-def _alive(pid: int) -> bool:
+def _writing(pid: int, temp: Path) -> bool:
+    """Whether process ``pid`` may still be writing ``temp``: it lives, is no zombie, and predates the file."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return process.create_time() <= temp.stat().st_mtime + 1
+    except (psutil.NoSuchProcess, FileNotFoundError):
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 def digest(data: Any) -> str:

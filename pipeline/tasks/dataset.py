@@ -96,8 +96,6 @@ class MergeBatches(DatasetTask):
             if problem:
                 logger.warning("batch %d is corrupt (%s); rebuilding it alone", batch.index, problem)
                 build_batch(plan, batch, TaskProgress(self, f"files of batch {batch.index}"))
-        for folder in (plan.layout.files, plan.layout.intermediate, plan.layout.merged):
-            remove_stale_temps(folder)
         progress = TaskProgress(self, "arrays")
         merge_batches(plan, resources().chunk_bytes, progress)
 
@@ -113,7 +111,7 @@ class SplitDataset(DatasetTask):
         return CheckedTarget(plan.layout.final_manifest, lambda: split_is_complete(plan))
 
     def run(self) -> None:
-        remove_stale_temps(self.plan.layout.final)
+        remove_stale_temps(self.plan.layout.root)
         stats = split_dataset(self.plan, resources().chunk_bytes, TaskProgress(self, "outputs"))
         logger.info("Summary of %s: %s; final outputs in %s", self.plan.recipe.name,
                     summary_line(stats), self.plan.layout.final)
@@ -131,7 +129,7 @@ class SummariseFiles(DatasetTask):
 
     def run(self) -> None:
         plan = self.plan
-        remove_stale_temps(plan.layout.files)
+        remove_stale_temps(plan.layout.root)
         summary = summarise(plan, batch_records(plan))
         write_json(plan.layout.stats, {"dataset": plan.recipe.name, "kind": plan.recipe.kind.name,
                                        "fingerprint": plan.merge_fingerprint, **summary})
