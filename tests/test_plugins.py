@@ -190,3 +190,18 @@ def test_the_documented_plug_in_example_runs_as_written(tmp_path):
     stats = json.loads((final / "stats.json").read_text())
     assert [(f["file"], f["line"], f["error"]) for f in stats["failures"]["records"]] == [
         ("s2.csv", 3, "ValueError")]
+
+
+def test_a_kind_registered_as_an_entry_point_is_found_by_name(tmp_path):
+    (tmp_path / "mykind.py").write_text(PLUGIN)
+    info = tmp_path / "mykind-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mykind\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[pipeline.kinds]\npoints = mykind:read\n")
+    points(tmp_path / "in", 3)
+    recipe = write_recipe(
+        tmp_path / "r.toml",
+        dataset={"name": "points", "kind": "points", "input_dir": "in", "output_dir": "out"})
+    done = run("BuildDataset", recipe, path=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "final" / "stats.json").read_text())["rows"]["total"] == 15
