@@ -1,5 +1,6 @@
 # Sourced by the scripts: create .venv beside the project if missing and install the project.
-# PIPELINE_EXTRAS picks extras (e.g. "test"); the install re-runs only when setup.cfg changes.
+# PIPELINE_EXTRAS picks extras (e.g. "test,ptv"); scripts/nodeps-<extra>.txt, if present, is installed
+# with --no-deps. The install re-runs only when setup.cfg changes.
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
 extras="${PIPELINE_EXTRAS:-}"
@@ -11,6 +12,8 @@ if [ ! -f "$stamp" ]; then
   spec="$root"; [ -n "$extras" ] && spec="$root[$extras]"
   "$venv/bin/python" -m pip install --quiet --upgrade pip >&2 || exit 1
   "$venv/bin/python" -m pip install --quiet -e "$spec" >&2 || { echo "error: installing the project failed" >&2; exit 1; }
+  for extra in ${extras//,/ }; do [ ! -f "$root/scripts/nodeps-$extra.txt" ] || "$venv/bin/python" -m pip install \
+    --quiet --no-deps -r "$root/scripts/nodeps-$extra.txt" >&2 || { echo "error: installing nodeps-$extra.txt failed" >&2; exit 1; }; done
   rm -f "$venv"/.installed-* && touch "$stamp"
 fi
 export PATH="$venv/bin:$PATH"
