@@ -213,7 +213,8 @@ def validate_experiment(root: Path, settings: Mapping[str, Any]) -> Experiment:
     for what, values in (("sequence base_name", bases), ("ptv img_cal", cals)):
         if len(values) < cameras:
             raise ExperimentError(f"{source}: {what} lists {len(values)} cameras, num_cams is {cameras}")
-    image_bases = tuple(_relative(root, source, b, f"base_name of camera {i + 1}") for i, b in enumerate(bases[:cameras]))
+    image_bases = tuple(_relative(root, source, base, f"base_name of camera {camera}")
+                        for camera, base in enumerate(bases[:cameras], start=1))
     for base in image_bases:
         try:
             base % 0
@@ -258,7 +259,8 @@ def validate_experiment(root: Path, settings: Mapping[str, Any]) -> Experiment:
         except metadata.PackageNotFoundError:
             versions[package] = None
     inputs = [source] if source.is_file() else sorted(source.glob("*.par"))
-    checksums = {str(p.relative_to(root)): file_checksum(p) for p in inputs + [root / c for c in calibrations + list(masks)]}
+    inputs += [root / name for name in (*calibrations, *masks)]
+    checksums = {str(path.relative_to(root)): file_checksum(path) for path in inputs}
     fingerprint = digest(["ptv", KIND_VERSION, versions, params, checksums])
     return Experiment(root, source, cameras, image_bases, target_bases, tuple(calibrations), masks,
                       existing, first, last, fingerprint)

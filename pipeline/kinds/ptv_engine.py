@@ -10,6 +10,7 @@ The engine's printed output goes to ``logs/<step>.log``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import os
 import shutil
@@ -96,6 +97,8 @@ def working_dir(plan: PtvPlan, name: str, links: list[str], copies: dict[str, Pa
         plan.layout.log(name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(log, plan.layout.log(name))
         shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            scratch.parent.rmdir()
 
 
 def start_engine(plan: PtvPlan) -> types.SimpleNamespace:

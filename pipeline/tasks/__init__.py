@@ -2,5 +2,7 @@
 
 from pipeline.tasks.build import FLOWS, BuildDataset
 from pipeline.tasks.dataset import BuildBatches, Cleanup, MergeBatches, ProcessBatch, SplitDataset
+from pipeline.tasks.ptv import PtvChunk, TrackParticles
 
-__all__ = ["FLOWS", "BuildBatches", "BuildDataset", "Cleanup", "MergeBatches", "ProcessBatch", "SplitDataset"]
+__all__ = ["FLOWS", "BuildBatches", "BuildDataset", "Cleanup", "MergeBatches", "ProcessBatch", "PtvChunk",
+           "SplitDataset", "TrackParticles"]

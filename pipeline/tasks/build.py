@@ -6,9 +6,11 @@ import luigi
 
 from pipeline.recipe import load_recipe
 from pipeline.tasks.dataset import DatasetTask, SplitDataset
+from pipeline.tasks.ptv import TrackParticles
 
 FLOWS: dict[str, type[DatasetTask]] = {
     "files": SplitDataset,
+    "ptv": TrackParticles,
 }
 """Each flow's final task, by the ``flow`` name a kind declares."""
 
