@@ -50,18 +50,18 @@ def _upstream() -> types.ModuleType:
 
 @contextmanager
 def _stdout_to(log: Path) -> Iterator[None]:
-    """Send everything printed to file descriptor 1 (Python and C alike) to ``log``."""
+    """Send everything printed to standard output, by Python and by C alike, to ``log``."""
     libc = ctypes.CDLL(None)
     sys.stdout.flush()
     libc.fflush(None)
     saved = os.dup(1)
     try:
-        with open(log, "ab") as handle:
+        with open(log, "a", buffering=1) as handle:
             os.dup2(handle.fileno(), 1)
             try:
-                yield
+                with contextlib.redirect_stdout(handle):
+                    yield
             finally:
-                sys.stdout.flush()
                 libc.fflush(None)
                 os.dup2(saved, 1)
     finally:
@@ -134,25 +134,29 @@ def frame_counts(plan: PtvPlan, frame: int) -> dict[str, Any]:
             "targets": targets}
 
 
-def _done_frames(plan: PtvPlan, chunk: Chunk) -> set[int]:
-    """Frames of ``chunk`` whose outputs and matching record exist (one listing per folder)."""
+class _Listing:
+    """Which files exist, from one directory listing per folder."""
+
+    def __init__(self) -> None:
+        self.names: dict[Path, set[str]] = {}
+
+    def __contains__(self, path: Path) -> bool:
+        if path.parent not in self.names:
+            self.names[path.parent] = set(os.listdir(path.parent)) if path.parent.is_dir() else set()
+        return path.name in self.names[path.parent]
+
+
+def _frames_present(plan: PtvPlan, frames: range, listing: _Listing) -> list[int]:
+    """Frames whose record and every output file exist."""
     layout, experiment = plan.layout, plan.experiment
-    listings: dict[Path, set[str]] = {}
+    return [frame for frame in frames if layout.frame_record(frame) in listing
+            and all(layout.sequence / name in listing for name in experiment.frame_outputs(frame))]
 
-    def present(path: Path) -> bool:
-        if path.parent not in listings:
-            listings[path.parent] = set(os.listdir(path.parent)) if path.parent.is_dir() else set()
-        return path.name in listings[path.parent]
 
-    done = set()
-    for frame in chunk.frames:
-        record_path = layout.frame_record(frame)
-        if not present(record_path) or not all(present(layout.sequence / n) for n in experiment.frame_outputs(frame)):
-            continue
-        record = read_json(record_path) or {}
-        if record.get("fingerprint") == chunk.frame_fingerprints[frame]:
-            done.add(frame)
-    return done
+def _done_frames(plan: PtvPlan, chunk: Chunk) -> set[int]:
+    """Frames of ``chunk`` whose outputs exist and whose record matches the plan."""
+    return {frame for frame in _frames_present(plan, chunk.frames, _Listing())
+            if (read_json(plan.layout.frame_record(frame)) or {}).get("fingerprint") == chunk.frame_fingerprints[frame]}
 
 
 def _failure(plan: PtvPlan, frame: int, exc: BaseException, scratch: Path) -> dict[str, Any]:
@@ -228,28 +232,24 @@ def _process_frame(plan: PtvPlan, chunk: Chunk, frame: int, ptv: types.ModuleTyp
 
 
 def _totals(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Particles, correspondences, targets and failures summed over frame records."""
+    """Particles, correspondences, targets and failures summed over the frame records there are."""
+    records = [record for record in records if record]
     correspondences: collections.Counter = collections.Counter()
-    targets: np.ndarray | int = 0
     for record in records:
-        correspondences.update(record.get("correspondences", {}))
-        targets = targets + np.array(record.get("targets", []), dtype=np.int64)
-    failures = [record["failure"] for record in records if record.get("failure")]
-    return {"particles": sum(record.get("particles", 0) for record in records),
+        correspondences.update(record["correspondences"])
+    targets = np.sum([record["targets"] for record in records], axis=0, dtype=np.int64) if records else []
+    failures = [record["failure"] for record in records if record["failure"]]
+    return {"particles": sum(record["particles"] for record in records),
             "correspondences": dict(sorted(correspondences.items())),
             "targets": np.asarray(targets).tolist(), "frames_failed": len(failures), "failures": failures}
 
 
 def chunk_is_complete(plan: PtvPlan, chunk: Chunk) -> bool:
-    """Cheap check: the chunk record says done and matches the plan."""
+    """Cheap check: the chunk record says done and matches the plan, and its frames' files are all there."""
     record = read_json(plan.layout.chunk_record(chunk.index))
-    return bool(record) and record.get("status") == "done" and record.get("fingerprint") == chunk.fingerprint
-
-
-def missing_chunks(plan: PtvPlan) -> list[Chunk]:
-    """Chunks whose record is not done or whose frame outputs went missing (one listing per folder)."""
-    return [chunk for chunk in plan.chunks
-            if not chunk_is_complete(plan, chunk) or len(_done_frames(plan, chunk)) != len(chunk.frames)]
+    if not record or record.get("status") != "done" or record.get("fingerprint") != chunk.fingerprint:
+        return False
+    return len(_frames_present(plan, chunk.frames, _Listing())) == len(chunk.frames)
 
 
 def track(plan: PtvPlan, progress: Progress | None = None) -> dict[str, Any]:
@@ -267,7 +267,7 @@ def track(plan: PtvPlan, progress: Progress | None = None) -> dict[str, Any]:
         if progress:
             progress(1, 3)
         for frame in frames:
-            for name in [f"res/ptv_is.{frame}", f"res/added.{frame}", *experiment.frame_outputs(frame)]:
+            for name in tracked_files(plan, frame):
                 (layout.root / name).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(scratch / name, layout.root / name)
     if progress:
@@ -326,12 +326,20 @@ def write_trajectories(res: Path, frames: range, path: Path) -> dict[str, int]:
     return {"rows": rows, "trajectories": next_id, "links": links}
 
 
+def tracked_files(plan: PtvPlan, frame: int) -> list[str]:
+    """Upstream's files of one frame after tracking, relative to the output folder."""
+    return [f"res/ptv_is.{frame}", f"res/added.{frame}", *plan.experiment.frame_outputs(frame)]
+
+
 def tracking_is_complete(plan: PtvPlan) -> bool:
-    """Cheap check: the tracking record matches the plan and the trajectories have their size."""
+    """Cheap check: the record matches the plan, the trajectories have their size, every file is listed."""
     record = read_json(plan.layout.tracking_record)
     if not record or record.get("fingerprint") != plan.tracking_fingerprint:
         return False
     try:
-        return plan.layout.trajectories.stat().st_size == record["trajectories_size"] and plan.layout.summary.is_file()
+        if plan.layout.trajectories.stat().st_size != record["trajectories_size"] or not plan.layout.summary.is_file():
+            return False
     except OSError:
         return False
+    listing = _Listing()
+    return all(plan.layout.root / name in listing for frame in plan.frames for name in tracked_files(plan, frame))

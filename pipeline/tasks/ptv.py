@@ -7,7 +7,6 @@ Each task is thin: it wires the plan's chunk to its record and calls the kind's 
 from __future__ import annotations
 
 import functools
-import logging
 
 import luigi
 
@@ -15,11 +14,9 @@ from pipeline.engine.progress import TaskProgress
 from pipeline.engine.targets import CheckedTarget
 from pipeline.errors import PipelineError
 from pipeline.kinds.ptv import PtvPlan, make_plan
-from pipeline.kinds.ptv_engine import chunk_is_complete, missing_chunks, run_chunk, track, tracking_is_complete
+from pipeline.kinds.ptv_engine import chunk_is_complete, run_chunk, track, tracking_is_complete
 from pipeline.recipe import Recipe, load_recipe
 from pipeline.tasks.dataset import DatasetTask
-
-logger = logging.getLogger("luigi-interface")
 
 
 @functools.lru_cache(maxsize=8)
@@ -75,12 +72,5 @@ class TrackParticles(PtvTask):
         plan = self.ptv
         return CheckedTarget(plan.layout.tracking_record, lambda: tracking_is_complete(plan))
 
-    def run(self):
-        plan = self.ptv
-        gone = missing_chunks(plan)
-        for chunk in gone:
-            logger.warning("chunk %d lost frame outputs; redoing them", chunk.index)
-            plan.layout.chunk_record(chunk.index).unlink(missing_ok=True)
-        if gone:
-            yield [PtvChunk(recipe=self.recipe, chunk=chunk.index) for chunk in gone]
-        track(plan, TaskProgress(self, "steps"))
+    def run(self) -> None:
+        track(self.ptv, TaskProgress(self, "steps"))
