@@ -160,9 +160,10 @@ def _done_frames(plan: PtvPlan, chunk: Chunk) -> set[int]:
 
 
 def _failure(plan: PtvPlan, frame: int, exc: BaseException, scratch: Path) -> dict[str, Any]:
+    """The failure record of a frame: the input its message names (else the experiment folder), class, message."""
     inputs = plan.experiment.frame_inputs(frame)
     message = (str(exc) or type(exc).__name__).replace(str(scratch) + os.sep, "")
-    named = next((name for name in inputs if name in message), inputs[0])
+    named = next((name for name in inputs if name in message), "")
     return {"file": str(plan.experiment.root / named), "frame": frame, "error": type(exc).__name__,
             "message": message}
 
@@ -179,11 +180,11 @@ def run_chunk(plan: PtvPlan, chunk: Chunk, progress: Progress | None = None) -> 
               "fingerprint": chunk.fingerprint, "status": "running"}
     error = None
     if todo:
-        links = sorted({*experiment.calibrations, *experiment.masks}
-                       | ({n for f in todo for n in experiment.frame_inputs(f)} if not experiment.existing_targets
-                          else set()))
-        copies = ({n: experiment.root / n for f in todo for n in experiment.frame_inputs(f)}
-                  if experiment.existing_targets else {})
+        inputs = [name for frame in todo for name in experiment.frame_inputs(frame)]
+        links = [*experiment.calibrations, *experiment.masks]
+        # Targets files are rewritten by the engine, so they are copied; images are only read.
+        copies = {name: experiment.root / name for name in inputs} if experiment.existing_targets else {}
+        links += [] if experiment.existing_targets else inputs
         with working_dir(plan, name, links, copies) as scratch:
             ptv, run = _upstream(), start_engine(plan)
             for step, frame in enumerate(todo, start=1):
