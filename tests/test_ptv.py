@@ -263,6 +263,10 @@ def test_bad_frame_fails_or_is_skipped_and_recorded(tmp_path):
     [failure] = record["failures"]
     assert failure["file"].endswith("exp/img/cam3.10002") and failure["frame"] == 10002
     assert (plan.layout.sequence / "res/rt_is.10002").read_text() == "0\n"
+    again = make_plan(experiment, tmp_path / "skip", settings(first=10001, last=10003, chunks=1), "fail")
+    with pytest.raises(FrameError, match=r"cam3\.10002: frame 10002"):  # a skipped failure is retried under fail
+        run_chunk(again, again.chunks[0])
+    assert json.loads(again.layout.chunk_record(0).read_text())["frames_reused"] == 2
     unbroken = (tmp_path / "fail/sequence/res/rt_is.10001").read_bytes()
     assert (plan.layout.sequence / "res/rt_is.10001").read_bytes() == unbroken
     assert int((plan.layout.sequence / "res/rt_is.10003").read_text().split()[0]) > 1000
@@ -310,6 +314,14 @@ def test_resume_after_kill_redoes_only_missing_frames(tmp_path):
     assert (record["frames_reused"], record["frames_processed"]) == (4, 1)
     assert (out / "trajectories.parquet").read_bytes() == parquet
     assert_same_numbers(out, REFERENCE)
+
+    from pipeline.kinds.ptv_engine import run_chunk, track
+
+    shorter = make_plan(CAVITY, out, settings(last=10003, chunks=1))
+    assert run_chunk(shorter, shorter.chunks[0])["frames_reused"] == 4
+    track(shorter)
+    assert not list(out.glob("res/*.10004")) and not list(out.glob("img/*.10004_targets"))
+    assert len(upstream_files(out)) == 4 * 3 + 4 * 4
 
 
 # --- the track experiment -----------------------------------------------------------------------

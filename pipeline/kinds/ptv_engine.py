@@ -13,6 +13,7 @@ import collections
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import sys
 import time
@@ -34,6 +35,7 @@ Progress = Callable[..., None]
 TRAJECTORY_SCHEMA = pa.schema([("trajectory", pa.int64()), ("frame", pa.int32()), ("particle", pa.int32()),
                                ("x", pa.float64()), ("y", pa.float64()), ("z", pa.float64())])
 ROWS_PER_GROUP = 1 << 16
+UPSTREAM_NAME = re.compile(r"(rt_is|ptv_is|added)\.\d+|cam\d+\.\d+_targets")
 
 
 class FrameError(PipelineError):
@@ -154,9 +156,18 @@ def _frames_present(plan: PtvPlan, frames: range, listing: _Listing) -> list[int
 
 
 def _done_frames(plan: PtvPlan, chunk: Chunk) -> set[int]:
-    """Frames of ``chunk`` whose outputs exist and whose record matches the plan."""
-    return {frame for frame in _frames_present(plan, chunk.frames, _Listing())
-            if (read_json(plan.layout.frame_record(frame)) or {}).get("fingerprint") == chunk.frame_fingerprints[frame]}
+    """Frames of ``chunk`` whose outputs exist and whose record matches the plan.
+
+    A frame recorded as failed (under ``on_error = "skip"``) counts as done only while
+    failures are skipped; under ``"fail"`` it is tried again.
+    """
+    done = set()
+    for frame in _frames_present(plan, chunk.frames, _Listing()):
+        record = read_json(plan.layout.frame_record(frame)) or {}
+        failed_now = plan.on_error == "fail" and record.get("failure")
+        if record.get("fingerprint") == chunk.frame_fingerprints[frame] and not failed_now:
+            done.add(frame)
+    return done
 
 
 def _failure(plan: PtvPlan, frame: int, exc: BaseException, scratch: Path) -> dict[str, Any]:
@@ -271,6 +282,7 @@ def track(plan: PtvPlan, progress: Progress | None = None) -> dict[str, Any]:
             for name in tracked_files(plan, frame):
                 (layout.root / name).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(scratch / name, layout.root / name)
+    _remove_other_frames(plan)
     if progress:
         progress(2, 3)
     tracking = write_trajectories(layout.root / "res", frames, layout.trajectories)
@@ -289,6 +301,16 @@ def track(plan: PtvPlan, progress: Progress | None = None) -> dict[str, Any]:
     if progress:
         progress(3, 3)
     return summary
+
+
+def _remove_other_frames(plan: PtvPlan) -> None:
+    """Remove upstream files of frames outside the plan's range, left by an earlier run over other frames."""
+    keep = {plan.layout.root / name for frame in plan.frames for name in tracked_files(plan, frame)}
+    folders = {plan.layout.root / "res", *{plan.layout.root / Path(b).parent for b in plan.experiment.target_bases}}
+    for folder in folders:
+        for name in os.listdir(folder):
+            if UPSTREAM_NAME.fullmatch(name) and folder / name not in keep:
+                (folder / name).unlink()
 
 
 def write_trajectories(res: Path, frames: range, path: Path) -> dict[str, int]:
