@@ -8,7 +8,8 @@ naming the path and what is wrong. The frames ``first..last`` are split into chu
 as-even size, the remainder spread over the first chunks; each chunk is one Luigi task.
 
 The processing itself (pyptv's sequence loop and optv's tracker) is in
-:mod:`pipeline.kinds.ptv_engine`; this module needs neither installed.
+:mod:`pipeline.kinds.ptv_engine`; this module uses only pyptv's ParameterManager, to read
+the parameters exactly as pyptv does.
 """
 
 from __future__ import annotations
@@ -351,6 +352,11 @@ class PtvPlan:
     @property
     def frames(self) -> range:
         return range(self.experiment.first, self.experiment.last + 1)
+
+    def chunk(self, index: int) -> Chunk:
+        if not 0 <= index < len(self.chunks):
+            raise ExperimentError(f"chunk {index} does not exist: the run has chunks 0 to {len(self.chunks) - 1}")
+        return self.chunks[index]
 
 
 def make_plan(input_dir: Path, output_dir: Path, settings: Mapping[str, Any], on_error: str = "fail") -> PtvPlan:

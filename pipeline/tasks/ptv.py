@@ -28,8 +28,9 @@ def ptv_plan(recipe: Recipe) -> PtvPlan:
 class PtvTask(DatasetTask):
     """A task of a ptv recipe.
 
-    An experiment that fails validation makes the task incomplete with no requirements, so
-    that its ``run`` raises the error and Luigi reports it in one line as a failed task.
+    An experiment or chunk that fails validation makes the task incomplete with no
+    requirements, so that its ``run`` raises the error and Luigi reports it in one line as
+    a failed task.
     """
 
     @property
@@ -43,7 +44,10 @@ class PtvTask(DatasetTask):
             return None
 
     def complete(self) -> bool:
-        return self.valid_plan() is not None and super().complete()
+        try:
+            return super().complete()
+        except PipelineError:
+            return False
 
 
 class PtvChunk(PtvTask):
@@ -53,12 +57,12 @@ class PtvChunk(PtvTask):
 
     def output(self) -> CheckedTarget:
         plan = self.ptv
-        chunk = plan.chunks[self.chunk]
+        chunk = plan.chunk(self.chunk)
         return CheckedTarget(plan.layout.chunk_record(self.chunk), lambda: chunk_is_complete(plan, chunk))
 
     def run(self) -> None:
         plan = self.ptv
-        run_chunk(plan, plan.chunks[self.chunk], TaskProgress(self, "frames"))
+        run_chunk(plan, plan.chunk(self.chunk), TaskProgress(self, "frames"))
 
 
 class TrackParticles(PtvTask):
