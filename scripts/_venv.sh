@@ -1,10 +1,10 @@
 # Sourced by the scripts: create .venv beside the project if missing and install the project.
 # PIPELINE_EXTRAS picks extras (e.g. "test,ptv"); scripts/nodeps-<extra>.txt, if present, is installed
-# with --no-deps. The install re-runs only when setup.cfg changes.
+# with --no-deps. The install re-runs only when setup.cfg or a nodeps file changes.
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
 extras="${PIPELINE_EXTRAS:-}"
-stamp="$venv/.installed-$(cksum < "$root/setup.cfg" | cut -d' ' -f1)-${extras:-none}"
+stamp="$venv/.installed-$(cat "$root/setup.cfg" "$root"/scripts/nodeps-*.txt 2>/dev/null | cksum | cut -d' ' -f1)-${extras:-none}"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" || { echo "error: could not create $venv (is python3-venv installed?)" >&2; exit 1; }
 fi
