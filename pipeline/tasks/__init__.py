@@ -10,6 +10,7 @@ from pipeline.tasks.dataset import (
     Status,
     SummariseFiles,
 )
+from pipeline.tasks.ptv import PtvChunk, TrackParticles
 
 __all__ = [
     "FLOWS",
@@ -18,7 +19,9 @@ __all__ = [
     "Cleanup",
     "MergeBatches",
     "ProcessBatch",
+    "PtvChunk",
     "SplitDataset",
     "Status",
     "SummariseFiles",
+    "TrackParticles",
 ]

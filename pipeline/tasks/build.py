@@ -6,10 +6,12 @@ import luigi
 
 from pipeline.recipe import load_recipe
 from pipeline.tasks.dataset import DatasetTask, SplitDataset, SummariseFiles
+from pipeline.tasks.ptv import TrackParticles
 
 FLOWS: dict[str, type[DatasetTask]] = {
     "files": SplitDataset,
     "each": SummariseFiles,
+    "ptv": TrackParticles,
 }
 """Each flow's final task, by the ``flow`` name a kind declares."""
 
