@@ -110,14 +110,14 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def resolve_workers(requested: int | None, configured: int, cpus: int | None = None) -> int:
+def resolve_workers(requested: int | None, configured: int, cpus: int | None = None,
+                    warn: Callable[[str], None] = logger.warning) -> int:
     """Worker processes to use: ``requested`` (``--workers``) over ``configured``, capped to the CPUs."""
     workers, source = (configured, "[processing] workers") if requested is None else (requested, "--workers")
     if workers < 1:
         raise WorkersError(f"{source} = {workers}: the number of workers must be 1 or more")
     cpus = cpus or cpu_count()
     if workers > cpus:
-        logger.warning("%s = %d is more than the %d CPUs of this machine; using %d workers", source, workers, cpus,
-                       cpus)
+        warn(f"{source} = {workers} is more than the {cpus} CPUs of this machine; using {cpus} workers")
         return cpus
     return workers
