@@ -7,6 +7,7 @@ import os
 import pty
 import shutil
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -14,6 +15,8 @@ import pytest
 from runs import HEX, ROOT, environment, pipeline, write_recipe
 
 from pipeline.engine.console import bar, describe, summarise
+from pipeline.engine.layout import Layout
+from pipeline.engine.report import write_report
 from pipeline.engine.resources import (
     Limits,
     Sample,
@@ -166,7 +169,7 @@ def test_progress_is_one_bar_on_a_terminal(tmp_path):
     recipe = write_recipe(tmp_path, HEX)
     env = environment(tmp_path)
     main, child = pty.openpty()
-    run = subprocess.Popen([os.sys.executable, "-m", "pipeline", "BuildDataset", "--recipe", str(recipe),
+    run = subprocess.Popen([sys.executable, "-m", "pipeline", "BuildDataset", "--recipe", str(recipe),
                             "--local-scheduler"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=child)
     os.close(child)
     chunks = []
@@ -235,7 +238,7 @@ def test_cron_run_exits_non_zero_when_a_task_fails(tmp_path):
 
 # --- report -------------------------------------------------------------------------------------------------
 
-def test_demo_run_writes_the_report_with_plots(tmp_path):
+def test_demo_run_writes_the_report_with_plots(tmp_path, monkeypatch):
     recipe = write_recipe(tmp_path, HEX)
     run = pipeline(["BuildDataset", "--recipe", str(recipe), "--local-scheduler"], environment(tmp_path), tmp_path)
     out, err = run.communicate(timeout=120)
@@ -261,3 +264,10 @@ def test_demo_run_writes_the_report_with_plots(tmp_path):
     value = facts["labels"]["value"]
     assert value["classes"] == [0.0, 1.0]
     assert [sum(c) for c in value["counts"]] == [stats["rows"][s] for s in ("train", "val", "test")]
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # without the report extra: tables only
+    for name in plots:
+        (report / name).unlink()
+    write_report(Layout(tmp_path / "out"), "ops")
+    text = (report / "report.md").read_text()
+    assert "Plots skipped: matplotlib is not installed" in text and "| rows in train |" in text
+    assert not list(report.glob("*.png"))
