@@ -80,7 +80,8 @@ def test_luigid_ui_shows_the_running_pipeline_with_progress(tmp_path):
                     break
                 assert run.poll() is None and time.monotonic() < deadline, "no ProcessBatch reported progress"
                 time.sleep(0.1)
-            assert re.fullmatch(r"\d+/20 files, [\d.]+/s, ETA \d+s, 0 failures", batches[0]["status_message"])
+            status = batches[0]["status_message"]
+            assert re.fullmatch(r"\d+/20 files, [\d.]+/s, \d+ records \(\d+/s\), ETA \d+s, 0 failures", status)
             dom = browse(port, "workers", tmp_path / f"profile-{attempt}", tmp_path / "workers.png")
             shown = [int(v) for v in PROGRESS_BAR.findall(dom)]
             if shown and "ProcessBatch(" in dom:

@@ -32,7 +32,7 @@ class RunRecord:
         self.data: dict[str, Any] = {
             "task": task.task_id, "family": task.task_family, "params": task.to_str_params(),
             "pid": os.getpid(), "state": "running", "started": time.time(), "finished": None, "seconds": None,
-            "unit": None, "done": 0, "total": 0, "failures": 0, "waited_s": 0.0, "status": "",
+            "unit": None, "done": 0, "total": 0, "failures": 0, "records": None, "waited_s": 0.0, "status": "",
             "peak_rss_mb": None,
         }
         reset_peak_memory()
@@ -89,16 +89,17 @@ class TaskProgress:
         if self.record:
             self.record.update(status=message)
 
-    def __call__(self, done: int, total: int, failures: int = 0) -> None:
+    def __call__(self, done: int, total: int, failures: int = 0, records: int | None = None) -> None:
         percent = 100 * done // max(total, 1)
         if percent == self.percent:
             return
         self.percent = percent
-        elapsed = time.monotonic() - self.started
-        rate = done / elapsed if elapsed > 0 else 0.0
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = done / elapsed
         eta = (total - done) / rate if rate > 0 else 0.0
-        status = f"{done}/{total} {self.unit}, {rate:.1f}/s, ETA {eta:.0f}s, {failures} failures"
+        read = "" if records is None else f", {records} records ({records / elapsed:.0f}/s)"
+        status = f"{done}/{total} {self.unit}, {rate:.1f}/s{read}, ETA {eta:.0f}s, {failures} failures"
         self.task.set_progress_percentage(percent)
         self.task.set_status_message(status)
         if self.record:
-            self.record.update(done=done, total=total, failures=failures, status=status)
+            self.record.update(done=done, total=total, failures=failures, records=records, status=status)
