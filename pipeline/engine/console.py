@@ -101,6 +101,10 @@ class RunConsole:
             self._thread = threading.Thread(target=self._loop, name="run-console", daemon=True)
             self._thread.start()
 
+    def forget(self, task_id: str) -> None:
+        """``task_id`` turned out to be complete already: not part of this run's work."""
+        self.tasks.pop(task_id, None)
+
     def snapshot(self) -> Snapshot:
         return summarise([read_json(path) for path in list(self.tasks.values())], self.started, time.time())
 

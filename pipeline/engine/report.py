@@ -160,13 +160,16 @@ def _plots(layout: Layout, facts: dict[str, Any]) -> dict[str, str]:
         save(figure, "splits.png", "Split sizes")
     for name, dist in facts["labels"].items():
         figure, axes = pyplot.subplots(figsize=(8, 3.2))
-        for split, counts in zip(SPLITS, dist["counts"], strict=True):
-            total = max(sum(counts), 1)
-            if "classes" in dist:
-                axes.plot(range(len(counts)), np.array(counts) / total, "o-", label=split)
+        few = "classes" in dist and len(dist["classes"]) <= 16
+        for offset, (split, counts) in enumerate(zip(SPLITS, dist["counts"], strict=True)):
+            share = np.array(counts) / max(sum(counts), 1)
+            if few:
+                axes.bar(np.arange(len(counts)) + (offset - 1) * 0.27, share, width=0.27, label=split)
+            elif "classes" in dist:
+                axes.plot(dist["classes"], share, ".-", label=split)
             else:
-                axes.stairs(np.array(counts) / total, dist["edges"], label=split)
-        if "classes" in dist and len(dist["classes"]) <= 16:
+                axes.stairs(share, dist["edges"], label=split)
+        if few:
             axes.set_xticks(range(len(dist["classes"])), [f"{c:g}" for c in dist["classes"]])
         axes.set(ylabel="fraction of rows", title=f"Label '{name}' by split")
         axes.legend()

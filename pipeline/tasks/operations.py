@@ -26,6 +26,7 @@ SUMMARY_END = "===== Luigi Execution Summary ====="
 
 
 def layout_of(task: DatasetTask) -> Layout:
+    """The output layout of ``task``'s dataset (from its recipe only: no input discovery)."""
     return Layout(load_recipe(task.recipe).output_dir)
 
 
@@ -51,7 +52,7 @@ class RunWatch:
         if isinstance(task, DatasetTask):
             self.layouts.setdefault(task.recipe, layout_of(task))
             if self.console:
-                self.console.tasks.pop(task.task_id, None)
+                self.console.forget(task.task_id)
 
     def finish(self) -> list[str]:
         """End the run's console; the lines naming each dataset's report."""
