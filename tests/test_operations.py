@@ -191,29 +191,31 @@ def test_progress_is_one_bar_on_a_terminal(tmp_path):
 
 # --- cron: lock, dated log, exit codes -------------------------------------------------------------------------
 
-def cron_env(tmp_path):
-    return {**environment(tmp_path), "PIPELINE_LOG_DIR": str(tmp_path / "logs"),
-            "PIPELINE_LOCK_DIR": str(tmp_path / "locks"), "SLOW_TRMPH_SECONDS": "0.4"}
+def cron_env(tmp_path, logs: str = "logs"):
+    return {**environment(tmp_path), "PIPELINE_LOG_DIR": str(tmp_path / logs),
+            "PIPELINE_LOCK_DIR": str(tmp_path / "locks"), "SLOW_TRMPH_SECONDS": "0.5"}
 
 
 def test_second_identical_cron_run_exits_without_doing_work(tmp_path):
-    write_corpus(tmp_path / "in", files=8, games=2)
-    recipe = write_recipe(tmp_path, tmp_path / "in", kind="slow_trmph:KIND", files_per_batch=8)
-    env = cron_env(tmp_path)
+    write_corpus(tmp_path / "in", files=12, games=2)
+    recipe = write_recipe(tmp_path, tmp_path / "in", kind="slow_trmph:KIND", files_per_batch=12)
     command = [str(ROOT / "scripts" / "cron-run"), str(recipe), "--local-scheduler"]
-    first = subprocess.Popen(command, env=env, cwd=tmp_path, text=True, stderr=subprocess.PIPE)
+    first = subprocess.Popen(command, env=cron_env(tmp_path, "logs1"), cwd=tmp_path, text=True,
+                             stderr=subprocess.PIPE)
     monitor = tmp_path / "out" / "monitor"
     deadline = time.monotonic() + 60
     while not any(monitor.glob("ProcessBatch*.json")):
         assert first.poll() is None and time.monotonic() < deadline, "the first run never started its batch"
         time.sleep(0.05)
-    time.sleep(1.1)  # the two runs' dated log files differ by their second
-    second = subprocess.run(command, env=env, cwd=tmp_path, text=True, stderr=subprocess.PIPE, timeout=60)
+    # The log folder is in the environment, not on the command line, which is what the lock compares.
+    second = subprocess.run(command, env=cron_env(tmp_path, "logs2"), cwd=tmp_path, text=True,
+                            stderr=subprocess.PIPE, timeout=60)
     assert first.poll() is None, "the first run ended before the second could test the lock"
     assert second.returncode == 10, second.stderr
     assert "exited 10" in second.stderr
     assert first.wait(timeout=60) == 0, first.stderr.read()
-    first_log, second_log = sorted((tmp_path / "logs").glob("recipe-*.log"))
+    [first_log] = (tmp_path / "logs1").glob("recipe-*.log")
+    [second_log] = (tmp_path / "logs2").glob("recipe-*.log")
     assert "already running" in second_log.read_text()
     assert "running   ProcessBatch" not in second_log.read_text()
     assert "running   ProcessBatch" in first_log.read_text()

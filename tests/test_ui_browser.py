@@ -55,7 +55,7 @@ def browse(port: int, tab: str, profile: Path, screenshot: Path) -> str:
 def test_luigid_ui_shows_the_running_pipeline_with_progress(tmp_path):
     chromium()
     port = free_port()
-    write_corpus(tmp_path / "in", files=40, games=2)
+    write_corpus(tmp_path / "in", files=60, games=2)
     recipe = write_recipe(tmp_path, tmp_path / "in", kind="slow_trmph:KIND", files_per_batch=20)
     env = {**environment(tmp_path), "PIPELINE_LUIGID_DIR": str(tmp_path / "luigid"), "SLOW_TRMPH_SECONDS": "0.25"}
     luigid = ROOT / "scripts" / "luigid"
