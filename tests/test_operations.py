@@ -138,8 +138,10 @@ def test_guard_in_a_real_run_waits_then_goes_on(tmp_path):
 
 # --- terminal progress ---------------------------------------------------------------------------------------
 
-def record(state: str, done: int, total: int, unit: str = "files", started: float = 100.0, failures: int = 0):
-    return {"state": state, "done": done, "total": total, "unit": unit, "started": started, "failures": failures}
+def record(state: str, done: int, total: int, unit: str = "files", started: float = 100.0, failures: int = 0,
+           status: str = ""):
+    return {"state": state, "done": done, "total": total, "unit": unit, "started": started, "failures": failures,
+            "status": status}
 
 
 def test_console_sums_the_tasks_of_this_run():
@@ -153,6 +155,9 @@ def test_console_sums_the_tasks_of_this_run():
     assert describe(snap).startswith("2/5 tasks 45% | 5 files 0.5/s | ETA 12s | 2 failures")
     line = bar(snap, 100)
     assert line.startswith("[") and "#" in line and len(line) < 100
+    held = record("running", 0, 0, status="waiting for resources (5s of at most 300s): available memory ...")
+    snap = summarise([held, record("done", 2, 2)], started=100.0, now=110.0)
+    assert snap.waiting == 1 and describe(snap).endswith("| 0 failures | 1 waiting for resources")
 
 
 def test_progress_is_log_lines_on_stderr_without_a_terminal(tmp_path):

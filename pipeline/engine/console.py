@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from pipeline.engine.resources import WAITING
 from pipeline.engine.storage import read_json
 
 logger = logging.getLogger("luigi-interface")
@@ -36,6 +37,8 @@ class Snapshot:
     rate: float
     eta: float | None
     failures: int
+    waiting: int = 0
+    """Tasks held by the resource guard."""
 
 
 def clock(seconds: float | None) -> str:
@@ -59,15 +62,18 @@ def summarise(records: list[dict | None], started: float, now: float) -> Snapsho
     units_done = sum(r["done"] for r in current if r["unit"] == unit) if units else done
     elapsed = max(now - started, 1e-9)
     eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
+    waiting = sum(r["state"] == "running" and r["status"].startswith(WAITING) for r in current)
     return Snapshot(done, failed, len(records), fraction, unit, units_done, units_done / elapsed, eta,
-                    sum(r["failures"] for r in current))
+                    sum(r["failures"] for r in current), waiting)
 
 
 def describe(snap: Snapshot) -> str:
     """``12/40 tasks 37% | 1234 files 56.2/s | ETA 1m05s | 0 failures``."""
     failed = f" ({snap.tasks_failed} failed)" if snap.tasks_failed else ""
+    waiting = f" | {snap.waiting} {WAITING}" if snap.waiting else ""
     return (f"{snap.tasks_done}/{snap.tasks_total} tasks{failed} {100 * snap.fraction:.0f}% | "
-            f"{snap.units_done} {snap.unit} {snap.rate:.1f}/s | ETA {clock(snap.eta)} | {snap.failures} failures")
+            f"{snap.units_done} {snap.unit} {snap.rate:.1f}/s | ETA {clock(snap.eta)} | {snap.failures} failures"
+            f"{waiting}")
 
 
 def bar(snap: Snapshot, width: int) -> str:
@@ -110,7 +116,7 @@ class RunConsole:
 
     def clear(self) -> None:
         """Erase the bar so that a log line prints cleanly; the next redraw brings it back."""
-        if self.mode == "bar" and self._drawn and os.getpid() == self._pid:
+        if self.mode == "bar" and (self._drawn or os.getpid() != self._pid):  # a worker process cannot know
             self.stream.write("\r\033[K")
             self.stream.flush()
             self._drawn = False

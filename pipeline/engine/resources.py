@@ -16,6 +16,8 @@ from pipeline.errors import PipelineError
 
 logger = logging.getLogger("luigi-interface")
 LOAD_MINUTES = (1, 5, 15)
+WAITING = "waiting for resources"
+"""How the guard's status message starts while it holds a task."""
 
 
 class WorkersError(PipelineError):
@@ -80,7 +82,7 @@ def wait_for_resources(limits: Limits, say: Callable[[str], None], probe: Callab
         if waited >= limits.max_wait_s:
             say(f"going on after waiting {waited:.0f}s for resources: {reason}")
             return waited
-        say(f"waiting for resources ({waited:.0f}s of at most {limits.max_wait_s:.0f}s): {reason}")
+        say(f"{WAITING} ({waited:.0f}s of at most {limits.max_wait_s:.0f}s): {reason}")
         sleep(max(0.0, min(limits.poll_s, limits.max_wait_s - waited)))
     return clock() - start
 
