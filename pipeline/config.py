@@ -6,10 +6,41 @@ import luigi
 
 
 class resources(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section
-    """[resources]: memory use of the streaming stages."""
+    """[resources]: memory use of the streaming stages and the resource guard's thresholds.
+
+    Luigi's scheduler also reads ``[resources]`` (as integer resource limits), so every
+    value here must be an integer.
+    """
 
     chunk_mb = luigi.IntParameter(default=64, description="rows streamed per chunk by merge and split, in MiB")
+    min_available_mb = luigi.IntParameter(
+        default=512, description="the guard waits while the machine's available memory is under this, in MiB; 0: off")
+    max_load_percent = luigi.IntParameter(
+        default=300, description="the guard waits while the CPU load average per CPU is over this percentage; 0: off")
+    load_minutes = luigi.ChoiceParameter(
+        default=1, var_type=int, choices=(1, 5, 15),
+        description="how long the CPU must have stayed busy: the load average over 1, 5 or 15 minutes")
+    max_wait_s = luigi.IntParameter(default=600, description="longest total wait of one task for resources, seconds")
+    poll_s = luigi.IntParameter(default=5, description="seconds between two checks while waiting")
 
     @property
     def chunk_bytes(self) -> int:
         return max(1, self.chunk_mb) << 20
+
+
+class processing(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section
+    """[processing]: how many tasks run at once."""
+
+    workers = luigi.IntParameter(
+        default=1, description="parallel worker processes; `python -m pipeline ... --workers N` overrides it; "
+                               "capped to the CPU count")
+
+
+class progress(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section
+    """[progress]: the terminal progress of a whole run (never on stdout)."""
+
+    console = luigi.ChoiceParameter(
+        default="auto", choices=("auto", "bar", "log", "off"),
+        description="auto: a bar when stderr is a terminal, else log lines; bar, log or off to choose")
+    refresh_s = luigi.FloatParameter(default=0.5, description="seconds between two redraws of the bar")
+    log_every_s = luigi.FloatParameter(default=30.0, description="seconds between two progress log lines")

@@ -26,7 +26,8 @@ from pipeline.errors import PipelineError
 from pipeline.kinds.base import FileResult, Kind, as_file_result, group_id
 
 META = "_meta"
-Progress = Callable[[int, int, int], None]
+Progress = Callable[..., None]
+"""``progress(files done, files in all, failures, records=records read so far)``."""
 
 
 class InputError(PipelineError):
@@ -157,7 +158,7 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> d
             raise InputError(f"{failed_files} files failed in batch {batch.index}, more than max_failures "
                              f"allows ({limit} of {plan.file_count}); last: {describe(failures[-1])}")
         if progress:
-            progress(done, len(batch.files), len(failures))
+            progress(done, len(batch.files), len(failures), records=sum(m["records"] for m in metas))
     rows = sum(meta["rows"] for meta in metas)
     path = layout.batch(batch.index)
     with atomic_open(path) as handle, NpzWriter(handle) as writer:

@@ -63,3 +63,13 @@ class Layout:
     @property
     def stats(self) -> Path:
         return self.final / "stats.json"
+
+    @property
+    def monitor(self) -> Path:
+        """One run record per task: state, timing, progress, peak memory (see engine/progress.py)."""
+        return self.root / "monitor"
+
+    @property
+    def report(self) -> Path:
+        """The run report: report.md and its PNG plots."""
+        return self.root / "report"

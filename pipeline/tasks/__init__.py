@@ -10,6 +10,7 @@ from pipeline.tasks.dataset import (
     Status,
     SummariseFiles,
 )
+from pipeline.tasks.operations import WATCH  # noqa: F401 - registers the run records and terminal progress
 from pipeline.tasks.ptv import PtvChunk, TrackParticles
 
 __all__ = [

@@ -1,9 +1,10 @@
-"""BuildDataset, the task users run: it requires the last task of its kind's flow."""
+"""BuildDataset, the task users run: it requires the last task of its kind's flow, then writes the report."""
 
 from __future__ import annotations
 
-import luigi
-
+from pipeline.engine.layout import Layout
+from pipeline.engine.report import report_is_complete, write_report
+from pipeline.engine.targets import CheckedTarget
 from pipeline.recipe import load_recipe
 from pipeline.tasks.dataset import DatasetTask, SplitDataset, SummariseFiles
 from pipeline.tasks.ptv import TrackParticles
@@ -16,8 +17,20 @@ FLOWS: dict[str, type[DatasetTask]] = {
 """Each flow's final task, by the ``flow`` name a kind declares."""
 
 
-class BuildDataset(DatasetTask, luigi.WrapperTask):
-    """The whole dataset, whatever its kind."""
+class BuildDataset(DatasetTask):
+    """The whole dataset, whatever its kind, and its run report (``report/report.md``)."""
 
     def requires(self) -> DatasetTask:
         return FLOWS[load_recipe(self.recipe).kind.flow](recipe=self.recipe)
+
+    def complete(self) -> bool:
+        """Done when the flow's final task is (fresh against the inputs) and the report describes it."""
+        return self.requires().complete() and super().complete()
+
+    def output(self) -> CheckedTarget:
+        layout = Layout(load_recipe(self.recipe).output_dir)
+        return CheckedTarget(layout.report / "report.md", lambda: report_is_complete(layout))
+
+    def run(self) -> None:
+        recipe = load_recipe(self.recipe)
+        write_report(Layout(recipe.output_dir), recipe.name)

@@ -1,0 +1,236 @@
+"""The run report: ``report/report.md`` with PNG plots of timing, throughput, failures, splits, labels, memory.
+
+Facts come from files the run leaves: batch records (``intermediate/batch_NNNN.json``), run
+records (``monitor/``), ``final/stats.json`` and the final label archives, read in chunks.
+Plots need matplotlib (the ``report`` extra); without it the report says so and keeps its
+tables. ``report/report.json`` holds the facts and is written last: it marks the report
+complete for the final outputs it describes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.engine.layout import SPLITS, Layout
+from pipeline.engine.progress import read_records
+from pipeline.engine.storage import (
+    atomic_open,
+    atomic_path,
+    digest,
+    iter_npz_member,
+    npz_members,
+    read_json,
+    write_json,
+)
+
+logger = logging.getLogger("luigi-interface")
+MAX_CLASSES = 64
+"""A label with more distinct values than this is shown as a histogram, not per class."""
+BINS = 40
+
+
+def final_fingerprint(layout: Layout) -> str:
+    """What the report describes: the final manifest (or stats) as they are now."""
+    return digest([read_json(layout.final_manifest), read_json(layout.stats)])
+
+
+def report_is_complete(layout: Layout) -> bool:
+    """The report exists and describes the current final outputs."""
+    facts = read_json(layout.report / "report.json")
+    return bool(facts) and facts.get("fingerprint") == final_fingerprint(layout) and (
+        layout.report / "report.md").is_file()
+
+
+def batch_facts(layout: Layout) -> list[dict[str, Any]]:
+    """Per batch: files, records, rows, failures from its record; duration and times from its run record."""
+    runs = {int(r["params"]["batch"]): r for r in read_records(layout.monitor)
+            if "batch" in r.get("params", {}) and r["state"] == "done"}
+    facts = []
+    for path in sorted(layout.intermediate.glob("batch_*.json")) if layout.intermediate.is_dir() else ():
+        record = read_json(path)
+        if not record:
+            continue
+        index = int(path.stem.rpartition("_")[2])
+        run = runs.get(index, {})
+        facts.append({"batch": index, "files": record["files"], "records": record["records"], "rows": record["rows"],
+                      "failures": len(record["failures"]), "seconds": run.get("seconds"),
+                      "started": run.get("started"), "finished": run.get("finished"),
+                      "peak_rss_mb": run.get("peak_rss_mb")})
+    return facts
+
+
+def stage_facts(layout: Layout) -> list[dict[str, Any]]:
+    """Per task family (stage): tasks run, total seconds, time waiting for resources, peak RSS."""
+    stages: dict[str, dict[str, Any]] = {}
+    for run in read_records(layout.monitor):
+        if run["state"] != "done":
+            continue
+        stage = stages.setdefault(run["family"], {"stage": run["family"], "tasks": 0, "seconds": 0.0,
+                                                  "waited_s": 0.0, "peak_rss_mb": 0.0})
+        stage["tasks"] += 1
+        stage["seconds"] += run["seconds"] or 0.0
+        stage["waited_s"] += run["waited_s"] or 0.0
+        stage["peak_rss_mb"] = max(stage["peak_rss_mb"], run["peak_rss_mb"] or 0.0)
+    return sorted(stages.values(), key=lambda s: s["stage"])
+
+
+def _label_pass(paths: list[Path], name: str, chunk_rows: int) -> dict[str, Any]:
+    """Counts per class of label ``name`` in each split, or histograms when it has many values."""
+    counts = [Counter() for _ in paths]
+    low, high, many = np.inf, -np.inf, False
+    for index, path in enumerate(paths):
+        for chunk in iter_npz_member(path, name, chunk_rows):
+            if not len(chunk):
+                continue
+            low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
+            if not many:
+                values, found = np.unique(chunk, return_counts=True)
+                counts[index].update(dict(zip(values.tolist(), found.tolist(), strict=True)))
+                many = len(set().union(*counts)) > MAX_CLASSES
+    if not many:
+        classes = sorted(set().union(*counts))
+        return {"classes": classes, "counts": [[c[v] for v in classes] for c in counts]}
+    edges = np.linspace(low, high if high > low else low + 1, BINS + 1)
+    histograms = [np.zeros(BINS, dtype=np.int64) for _ in paths]
+    for index, path in enumerate(paths):
+        for chunk in iter_npz_member(path, name, chunk_rows):
+            histograms[index] += np.histogram(chunk, edges)[0]
+    return {"edges": edges.tolist(), "counts": [h.tolist() for h in histograms]}
+
+
+def label_facts(layout: Layout, chunk_rows: int = 1 << 20) -> dict[str, dict[str, Any]]:
+    """Distribution of every one-value-per-row label head over the splits, streamed."""
+    paths = [layout.final / f"labels_{split}.npz" for split in SPLITS]
+    if not all(path.is_file() for path in paths):
+        return {}
+    return {name: _label_pass(paths, name, chunk_rows)
+            for name, (shape, _) in sorted(npz_members(paths[0]).items()) if len(shape) == 1}
+
+
+def _plots(layout: Layout, facts: dict[str, Any]) -> dict[str, str]:
+    """Draw every plot the facts allow; {title: file name}. Empty without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        return {}
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    made: dict[str, str] = {}
+
+    def save(figure, name: str, title: str) -> None:
+        figure.tight_layout()
+        with atomic_path(layout.report / name) as temp:
+            figure.savefig(temp, format="png", dpi=90)
+        pyplot.close(figure)
+        made[title] = name
+
+    timed = [b for b in facts["batches"] if b["seconds"] is not None]
+    if timed:
+        figure, (left, right) = pyplot.subplots(1, 2, figsize=(11, 3.8))
+        left.bar([b["batch"] for b in timed], [b["seconds"] for b in timed], color="tab:blue")
+        left.set(xlabel="batch", ylabel="seconds", title="Duration per batch")
+        left.xaxis.get_major_locator().set_params(integer=True)
+        start = min(b["started"] for b in timed)
+        ordered = sorted(timed, key=lambda b: b["finished"])
+        right.plot([b["finished"] - start for b in ordered],
+                   [b["records"] / max(b["seconds"], 1e-9) for b in ordered], "o-", color="tab:green")
+        right.set(xlabel="seconds since the first batch started", ylabel="records / s",
+                  title="Throughput over time")
+        save(figure, "batches.png", "Batches: duration and throughput")
+    stats = facts["stats"] or {}
+    reasons = (stats.get("failures") or {}).get("by_reason") or {}
+    figure, axes = pyplot.subplots(figsize=(7, 3.2))
+    if reasons:
+        axes.barh(list(reasons), list(reasons.values()), color="tab:red")
+    else:
+        axes.text(0.5, 0.5, "no failures", ha="center", va="center", transform=axes.transAxes)
+    axes.set(xlabel="failures", title="Failures by reason")
+    save(figure, "failures.png", "Failures by reason")
+    rows = stats.get("rows") or {}
+    if rows:
+        figure, axes = pyplot.subplots(figsize=(6, 3.2))
+        axes.bar(list(SPLITS), [rows.get(s, 0) for s in SPLITS], color=["tab:blue", "tab:orange", "tab:green"])
+        axes.set(ylabel="rows", title="Split sizes")
+        save(figure, "splits.png", "Split sizes")
+    for name, dist in facts["labels"].items():
+        figure, axes = pyplot.subplots(figsize=(8, 3.2))
+        few = "classes" in dist and len(dist["classes"]) <= 16
+        for offset, (split, counts) in enumerate(zip(SPLITS, dist["counts"], strict=True)):
+            share = np.array(counts) / max(sum(counts), 1)
+            if few:
+                axes.bar(np.arange(len(counts)) + (offset - 1) * 0.27, share, width=0.27, label=split)
+            elif "classes" in dist:
+                axes.plot(dist["classes"], share, ".-", label=split)
+            else:
+                axes.stairs(share, dist["edges"], label=split)
+        if few:
+            axes.set_xticks(range(len(dist["classes"])), [f"{c:g}" for c in dist["classes"]])
+        axes.set(ylabel="fraction of rows", title=f"Label '{name}' by split")
+        axes.legend()
+        save(figure, f"label_{name}.png", f"Label '{name}'")
+    if facts["stages"]:
+        figure, axes = pyplot.subplots(figsize=(7, 3.2))
+        axes.barh([s["stage"] for s in facts["stages"]], [s["peak_rss_mb"] for s in facts["stages"]],
+                  color="tab:purple")
+        axes.set(xlabel="peak RSS of one task, MiB", title="Peak memory per stage")
+        save(figure, "memory.png", "Peak memory per stage")
+    return made
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    def cell(value: Any) -> str:
+        return "" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
+            *("| " + " | ".join(cell(v) for v in row) + " |" for row in rows), ""]
+
+
+def _markdown(facts: dict[str, Any], plots: dict[str, str]) -> str:
+    stats = facts["stats"] or {}
+    lines = [f"# Run report: {stats.get('dataset', facts['dataset'])}", ""]
+    if stats:
+        files, records, rows = stats["files"], stats["records"], stats["rows"]
+        lines += ["## Summary", "", *_table(["what", "count"], [
+            ["files discovered", files["discovered"]], ["files processed", files["processed"]],
+            ["files failed", files["failed"]], ["records processed", records["processed"]],
+            ["records failed", records["failed"]], *[[f"rows in {s}", rows[s]] for s in SPLITS],
+            *[[f"groups in {s}", stats["groups"][s]] for s in SPLITS]])]
+    if not plots:
+        lines += ["Plots skipped: matplotlib is not installed (`pip install -e '.[report]'`).", ""]
+    for title, name in plots.items():
+        lines += [f"## {title}", "", f"![{title}]({name})", ""]
+    batches = facts["batches"]
+    if batches:
+        lines += ["## Batches", "", "Times are those of each batch's last run.", "",
+                  *_table(["batch", "files", "records", "rows", "failures", "seconds", "records/s", "peak RSS MiB"],
+                          [[b["batch"], b["files"], b["records"], b["rows"], b["failures"], b["seconds"],
+                            b["records"] / b["seconds"] if b["seconds"] else None, b["peak_rss_mb"]]
+                           for b in batches])]
+    if facts["stages"]:
+        lines += ["## Stages", "", *_table(["stage", "tasks", "seconds", "waited for resources (s)", "peak RSS MiB"],
+                                           [[s["stage"], s["tasks"], s["seconds"], s["waited_s"], s["peak_rss_mb"]]
+                                            for s in facts["stages"]])]
+    failures = (stats.get("failures") or {}).get("records") or []
+    if failures:
+        lines += ["## Failures", "", f"{len(failures)} in all; the first {min(len(failures), 20)}:", "",
+                  *_table(["file", "line", "error", "message"],
+                          [[f["file"], f["line"], f["error"], f["message"]] for f in failures[:20]])]
+    return "\n".join(lines)
+
+
+def write_report(layout: Layout, dataset: str) -> Path:
+    """Write ``report/report.md``, its plots and ``report/report.json``; return the report's path."""
+    facts = {"dataset": dataset, "fingerprint": final_fingerprint(layout), "stats": read_json(layout.stats),
+             "batches": batch_facts(layout), "stages": stage_facts(layout), "labels": label_facts(layout)}
+    plots = _plots(layout, facts)
+    path = layout.report / "report.md"
+    with atomic_open(path) as handle:
+        handle.write(_markdown(facts, plots).encode())
+    write_json(layout.report / "report.json", {**facts, "plots": plots})
+    return path

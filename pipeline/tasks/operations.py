@@ -1,0 +1,117 @@
+"""Operating a run: Luigi event handlers that keep each task's run record and the terminal progress.
+
+Every :class:`DatasetTask` (whatever its flow) gets, through Luigi's events:
+
+- in the process that runs it: a run record (``monitor/<task id>.json``) opened when it
+  starts and closed with its duration and peak RSS when it succeeds or fails;
+- in the main process: a place in the run's terminal progress (engine/console.py), and
+  at the end the report's path added to Luigi's execution summary.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import luigi
+
+from pipeline.config import progress
+from pipeline.engine.console import RunConsole
+from pipeline.engine.layout import Layout
+from pipeline.engine.progress import RunRecord
+from pipeline.recipe import load_recipe
+from pipeline.tasks.dataset import DatasetTask
+
+logger = logging.getLogger("luigi-interface")
+SUMMARY_END = "===== Luigi Execution Summary ====="
+
+
+def layout_of(task: DatasetTask) -> Layout:
+    """The output layout of ``task``'s dataset (from its recipe only: no input discovery)."""
+    return Layout(load_recipe(task.recipe).output_dir)
+
+
+class RunWatch:
+    """The main process's view of the current run: the console and the datasets it touches."""
+
+    def __init__(self) -> None:
+        self.console: RunConsole | None = None
+        self.layouts: dict[str, Layout] = {}
+
+    def scheduled(self, task: luigi.Task) -> None:
+        """``task`` is incomplete and will run: count it in the progress."""
+        if not isinstance(task, DatasetTask):
+            return
+        if self.console is None:
+            config = progress()
+            self.console = RunConsole(config.console, config.refresh_s, config.log_every_s)
+        layout = self.layouts.setdefault(task.recipe, layout_of(task))
+        self.console.watch(task.task_id, layout.monitor / f"{task.task_id}.json")
+
+    def present(self, task: luigi.Task) -> None:
+        """``task`` is already complete: not part of the work, but its dataset's report is."""
+        if isinstance(task, DatasetTask):
+            self.layouts.setdefault(task.recipe, layout_of(task))
+            if self.console:
+                self.console.forget(task.task_id)
+
+    def finish(self) -> list[str]:
+        """End the run's console; the lines naming each dataset's report."""
+        if self.console:
+            self.console.stop()
+        lines = [f"Report: {layout.report / 'report.md'}" for layout in self.layouts.values()
+                 if (layout.report / "report.md").is_file()]
+        self.console, self.layouts = None, {}
+        return lines
+
+
+WATCH = RunWatch()
+"""The run of this (main) process; Luigi's events are class-level, so is this."""
+
+
+@DatasetTask.event_handler(luigi.Event.DEPENDENCY_DISCOVERED)
+def _discovered(task: luigi.Task, dependency: luigi.Task) -> None:
+    WATCH.scheduled(task)
+    WATCH.scheduled(dependency)
+
+
+@DatasetTask.event_handler(luigi.Event.DEPENDENCY_PRESENT)
+def _present(task: luigi.Task) -> None:
+    WATCH.present(task)
+
+
+@DatasetTask.event_handler(luigi.Event.START)
+def _started(task: DatasetTask) -> None:
+    task.run_record = RunRecord(layout_of(task).monitor, task)
+
+
+@DatasetTask.event_handler(luigi.Event.SUCCESS)
+def _succeeded(task: DatasetTask) -> None:
+    if getattr(task, "run_record", None):
+        task.run_record.finish("done")
+
+
+@DatasetTask.event_handler(luigi.Event.FAILURE)
+def _failed(task: DatasetTask, _exception: BaseException) -> None:
+    if getattr(task, "run_record", None):
+        task.run_record.finish("failed")
+
+
+class _RunEnd(logging.Filter):
+    """Erase the progress bar before each log line; at Luigi's execution summary, end the run.
+
+    The summary is the main process's last word on a run: the console stops there and the
+    summary gains a line per dataset saying where its report is.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if WATCH.console:
+            WATCH.console.clear()
+        if isinstance(record.msg, str) and record.msg.rstrip().endswith(SUMMARY_END):
+            lines = WATCH.finish()
+            if lines:
+                head, _, _ = record.msg.rstrip().rpartition(SUMMARY_END)
+                record.msg = head + "\n".join(lines) + "\n\n" + SUMMARY_END + "\n"
+        return True
+
+
+logging.getLogger("luigi-interface").addFilter(_RunEnd())

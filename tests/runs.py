@@ -1,0 +1,63 @@
+"""Helpers of the operations tests: recipes, Luigi settings and pipeline runs in subprocesses."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HEX = ROOT.parent / "shared" / "data" / "hex"
+TESTS = Path(__file__).resolve().parent
+
+
+def write_recipe(folder: Path, input_dir: Path, kind: str = "trmph", files_per_batch: int = 1,
+                 on_error: str = "skip", name: str = "ops") -> Path:
+    """A recipe building ``input_dir`` into ``folder/out``."""
+    path = folder / "recipe.toml"
+    path.write_text(f"""[dataset]
+name = "{name}"
+kind = "{kind}"
+input_dir = "{input_dir}"
+pattern = "**/*.trmph"
+output_dir = "out"
+
+[process]
+on_error = "{on_error}"
+board_size = 13
+
+[batch]
+files_per_batch = {files_per_batch}
+""")
+    return path
+
+
+def environment(folder: Path, **sections: dict) -> dict[str, str]:
+    """Environment of a run: the project's luigi.cfg with ``sections`` overridden, tests importable.
+
+    The resource guard is off unless ``sections`` sets it: the load of a shared machine must
+    not make other tests wait.
+    """
+    config = configparser.ConfigParser()
+    config.read(ROOT / "luigi.cfg")
+    sections = {**sections, "resources": {"min_available_mb": 0, "max_load_percent": 0,
+                                          **sections.get("resources", {})}}
+    for section, values in sections.items():
+        if not config.has_section(section):
+            config.add_section(section)
+        for key, value in values.items():
+            config.set(section, key, str(value))
+    path = folder / "luigi.cfg"
+    with open(path, "w") as handle:
+        config.write(handle)
+    return {**os.environ, "LUIGI_CONFIG_PATH": str(path), "PYTHONPATH": str(TESTS),
+            "PIPELINE_EXTRAS": os.environ.get("PIPELINE_EXTRAS", "test"),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+
+def pipeline(args: list[str], env: dict[str, str], cwd: Path, **kwargs) -> subprocess.Popen:
+    """Start ``python -m pipeline ARGS`` (stdout and stderr captured separately)."""
+    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], env=env, cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
