@@ -194,13 +194,14 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
 def _markdown(facts: dict[str, Any], plots: dict[str, str]) -> str:
     stats = facts["stats"] or {}
     lines = [f"# Run report: {stats.get('dataset', facts['dataset'])}", ""]
-    if stats:
-        files, records, rows = stats["files"], stats["records"], stats["rows"]
-        lines += ["## Summary", "", *_table(["what", "count"], [
-            ["files discovered", files["discovered"]], ["files processed", files["processed"]],
-            ["files failed", files["failed"]], ["records processed", records["processed"]],
-            ["records failed", records["failed"]], *[[f"rows in {s}", rows[s]] for s in SPLITS],
-            *[[f"groups in {s}", stats["groups"][s]] for s in SPLITS]])]
+    summary = [[f"{section} {what}", count] for section in ("files", "records")
+               for what, count in (stats.get(section) or {}).items()]
+    for section in ("rows", "groups"):
+        counts = stats.get(section)
+        summary += ([[f"{section} in {s}", counts[s]] for s in SPLITS if s in counts] if isinstance(counts, dict)
+                    else [[section, counts]] if counts is not None else [])
+    if summary:
+        lines += ["## Summary", "", *_table(["what", "count"], summary)]
     if not plots:
         lines += ["Plots skipped: matplotlib is not installed (`pip install -e '.[report]'`).", ""]
     for title, name in plots.items():
