@@ -5,14 +5,19 @@ from __future__ import annotations
 import luigi
 
 
-class resources(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section
-    """[resources]: memory use of the streaming stages and the resource guard's thresholds.
-
-    Luigi's scheduler also reads ``[resources]`` (as integer resource limits), so every
-    value here must be an integer.
-    """
+class streaming(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section
+    """[streaming]: memory use of the merge and split, which stream their rows chunk by chunk."""
 
     chunk_mb = luigi.IntParameter(default=64, description="rows streamed per chunk by merge and split, in MiB")
+
+    @property
+    def chunk_bytes(self) -> int:
+        return max(1, self.chunk_mb) << 20
+
+
+class guard(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section
+    """[guard]: the resource guard's thresholds (Luigi keeps ``[resources]`` for scheduler resources)."""
+
     min_available_mb = luigi.IntParameter(
         default=512, description="the guard waits while the machine's available memory is under this, in MiB; 0: off")
     max_load_percent = luigi.IntParameter(
@@ -22,10 +27,6 @@ class resources(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg s
         description="how long the CPU must have stayed busy: the load average over 1, 5 or 15 minutes")
     max_wait_s = luigi.IntParameter(default=600, description="longest total wait of one task for resources, seconds")
     poll_s = luigi.IntParameter(default=5, description="seconds between two checks while waiting")
-
-    @property
-    def chunk_bytes(self) -> int:
-        return max(1, self.chunk_mb) << 20
 
 
 class processing(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section

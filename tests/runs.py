@@ -42,8 +42,8 @@ def environment(folder: Path, **sections: dict) -> dict[str, str]:
     """
     config = configparser.ConfigParser()
     config.read(ROOT / "luigi.cfg")
-    sections = {**sections, "resources": {"min_available_mb": 0, "max_load_percent": 0,
-                                          **sections.get("resources", {})}}
+    sections = {**sections, "guard": {"min_available_mb": 0, "max_load_percent": 0,
+                                      **sections.get("guard", {})}}
     for section, values in sections.items():
         if not config.has_section(section):
             config.add_section(section)

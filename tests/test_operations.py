@@ -122,7 +122,7 @@ def test_peak_memory_follows_an_allocation_and_resets():
 
 def test_guard_in_a_real_run_waits_then_goes_on(tmp_path):
     recipe = write_recipe(tmp_path, HEX)
-    env = environment(tmp_path, resources={"min_available_mb": 10**9, "max_wait_s": 1, "poll_s": 1})
+    env = environment(tmp_path, guard={"min_available_mb": 10**9, "max_wait_s": 1, "poll_s": 1})
     run = pipeline(["BuildBatches", "--recipe", str(recipe), "--local-scheduler"], env, tmp_path)
     _, err = run.communicate(timeout=60)
     assert run.returncode == 0, err

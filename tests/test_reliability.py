@@ -92,7 +92,7 @@ def test_interrupted_at_any_stage_the_rerun_is_byte_identical(tmp_path, corpus, 
         assert run_luigi("BuildBatches", recipe).returncode == 0
     if stage == "splitting":
         assert run_luigi("MergeBatches", recipe).returncode == 0
-    run = subprocess.Popen(luigi_command("BuildDataset", recipe, "--resources-chunk-mb", "1"), env=luigi_env(),
+    run = subprocess.Popen(luigi_command("BuildDataset", recipe, "--streaming-chunk-mb", "1"), env=luigi_env(),
                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     assert wait_for(STAGES[stage](out)), f"never saw the run {stage}"
     os.killpg(run.pid, sig)

@@ -17,7 +17,7 @@ from typing import Any
 
 import luigi
 
-from pipeline.config import resources
+from pipeline.config import guard
 from pipeline.engine.resources import Limits, peak_memory_mb, reset_peak_memory, wait_for_resources
 from pipeline.engine.storage import read_json, write_json
 
@@ -60,8 +60,8 @@ def read_records(folder: Path) -> list[dict[str, Any]]:
 
 
 def guard_limits() -> Limits:
-    """The resource guard's thresholds from ``[resources]`` in luigi.cfg."""
-    config = resources()
+    """The resource guard's thresholds from ``[guard]`` in luigi.cfg."""
+    config = guard()
     return Limits(config.min_available_mb, config.max_load_percent, config.load_minutes,
                   config.max_wait_s, config.poll_s)
 
@@ -70,7 +70,7 @@ class TaskProgress:
     """The heavy part of a task: waits for resources, then publishes done/total, rate, ETA, failures.
 
     Create it inside ``run()`` right before the heavy work: creating it runs the resource
-    guard (``[resources]`` thresholds), whose reason for waiting shows as the task's status.
+    guard (``[guard]`` thresholds), whose reason for waiting shows as the task's status.
     Progress is published only when the integer percentage moves.
     """
 

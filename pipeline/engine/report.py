@@ -48,8 +48,8 @@ def report_is_complete(layout: Layout) -> bool:
 
 def batch_facts(layout: Layout) -> list[dict[str, Any]]:
     """Per batch: files, records, rows, failures from its record; duration and times from its run record."""
-    runs = {int(r["params"]["batch"]): r for r in read_records(layout.monitor)
-            if "batch" in r.get("params", {}) and r["state"] == "done"}
+    runs = {int(r["params"]["index"]): r for r in read_records(layout.monitor)
+            if r.get("family") == "ProcessBatch" and r["state"] == "done"}
     facts = []
     for path in sorted(layout.intermediate.glob("batch_*.json")) if layout.intermediate.is_dir() else ():
         record = read_json(path)

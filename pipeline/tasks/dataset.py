@@ -12,7 +12,7 @@ from pathlib import Path
 
 import luigi
 
-from pipeline.config import resources
+from pipeline.config import streaming
 from pipeline.engine.batches import (
     batch_is_complete,
     batch_records,
@@ -62,21 +62,21 @@ class DatasetTask(luigi.Task):
 class ProcessBatch(DatasetTask):
     """Process one batch of input files: one output per file, then ``intermediate/batch_NNNN.npz``."""
 
-    batch = luigi.IntParameter(description="index of the batch in the sorted input list")
+    index = luigi.IntParameter(description="index of the batch in the sorted input list")
 
     def output(self) -> CheckedTarget:
         plan = self.plan
-        return CheckedTarget(plan.layout.batch(self.batch), lambda: batch_is_complete(plan, plan.batches[self.batch]))
+        return CheckedTarget(plan.layout.batch(self.index), lambda: batch_is_complete(plan, plan.batches[self.index]))
 
     def run(self) -> None:
-        build_batch(self.plan, self.plan.batches[self.batch], TaskProgress(self, "files"))
+        build_batch(self.plan, self.plan.batches[self.index], TaskProgress(self, "files"))
 
 
 class BuildBatches(DatasetTask, luigi.WrapperTask):
     """All batches of the dataset; run it alone to stop after ``intermediate/``."""
 
     def requires(self) -> list[ProcessBatch]:
-        return [ProcessBatch(recipe=self.recipe, batch=b.index) for b in self.plan.batches]
+        return [ProcessBatch(recipe=self.recipe, index=b.index) for b in self.plan.batches]
 
 
 class MergeBatches(DatasetTask):
@@ -97,7 +97,7 @@ class MergeBatches(DatasetTask):
                 logger.warning("batch %d is corrupt (%s); rebuilding it alone", batch.index, problem)
                 build_batch(plan, batch, TaskProgress(self, f"files of batch {batch.index}"))
         progress = TaskProgress(self, "arrays")
-        merge_batches(plan, resources().chunk_bytes, progress)
+        merge_batches(plan, streaming().chunk_bytes, progress)
 
 
 class SplitDataset(DatasetTask):
@@ -112,7 +112,7 @@ class SplitDataset(DatasetTask):
 
     def run(self) -> None:
         remove_stale_temps(self.plan.layout.root)
-        stats = split_dataset(self.plan, resources().chunk_bytes, TaskProgress(self, "outputs"))
+        stats = split_dataset(self.plan, streaming().chunk_bytes, TaskProgress(self, "outputs"))
         logger.info("Summary of %s: %s; final outputs in %s", self.plan.recipe.name,
                     summary_line(stats), self.plan.layout.final)
 
