@@ -291,3 +291,34 @@ def test_the_randomised_crash_soak_runs(tmp_path):
                            "--scratch", str(tmp_path)], env=luigi_env(), capture_output=True, text=True, timeout=600)
     assert soak.returncode == 0, soak.stdout[-2000:] + soak.stderr[-2000:]
     assert "2 of 2 re-runs identical" in soak.stdout
+
+
+def test_two_runs_against_one_luigid_do_each_piece_of_work_once(tmp_path):
+    import socket
+
+    from test_plugins import command_recipe
+
+    files = {f"f{i:02d}.txt": "fine" for i in range(12)}
+    recipe = command_recipe(tmp_path, files, sleep=0.2)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    env = {**luigi_env(), "PIPELINE_LUIGID_DIR": str(tmp_path / "luigid")}
+    luigid = str(ROOT / "scripts" / "luigid")
+    assert subprocess.run([luigid, "start", "--port", port], env=env, capture_output=True, timeout=60).returncode == 0
+    try:
+        command = [sys.executable, "-m", "luigi", "--module", "pipeline", "BuildDataset", "--recipe", str(recipe),
+                   "--scheduler-port", port, "--workers", "2", "--no-lock"]
+        runs = [subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 text=True) for _ in range(2)]
+        errors = [run.communicate(timeout=300)[1] for run in runs]
+    finally:
+        subprocess.run([luigid, "stop", "--port", port], env=env, capture_output=True, timeout=60)
+    # Luigi exits 10 (run by another worker) or 25 (not run) for the run that found its work taken: never 30.
+    assert {run.returncode for run in runs} <= {0, 10, 25}, [e[-2000:] for e in errors]
+    started = [line.split()[1] for line in (tmp_path / "log.txt").read_text().splitlines() if line.startswith("start")]
+    assert sorted(started) == sorted(files), "every file was processed exactly once across both runs"
+    done = run_luigi("BuildDataset", recipe)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "final" / "stats.json").read_text())["files"]["processed"] == len(files)
+    assert len((tmp_path / "log.txt").read_text().splitlines()) == len(files), "the check ran nothing again"
