@@ -13,3 +13,15 @@ class resources(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg s
     @property
     def chunk_bytes(self) -> int:
         return max(1, self.chunk_mb) << 20
+
+
+class series(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section
+    """[series]: streaming sizes of the time-series ("ticks") flow."""
+
+    block_mb = luigi.IntParameter(default=16, description="input read per block while chunking, in MiB")
+    row_group_rows = luigi.IntParameter(default=65536, description="rows per Parquet row group of a chunk file; "
+                                        "a task reads a neighbour chunk's edge a row group at a time")
+
+    @property
+    def block_bytes(self) -> int:
+        return max(1, self.block_mb) << 20

@@ -6,9 +6,11 @@ import luigi
 
 from pipeline.recipe import load_recipe
 from pipeline.tasks.dataset import DatasetTask, SplitDataset
+from pipeline.tasks.ticks import BuildTicks
 
 FLOWS: dict[str, type[DatasetTask]] = {
     "files": SplitDataset,
+    "ticks": BuildTicks,
 }
 """Each flow's final task, by the ``flow`` name a kind declares."""
 
