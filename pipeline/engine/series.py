@@ -149,7 +149,7 @@ def _pieces(tables: Iterable[pa.Table], chunk_size: str, time_column: str) -> It
     for table in tables:
         if not len(table):
             continue
-        keys = period_keys(table.column(time_column).cast(pa.int64()).to_numpy(), chunk_size)
+        keys = period_keys(values(table.column(time_column)), chunk_size)
         if (np.diff(keys) < 0).any():
             raise PipelineError("chunking needs rows sorted by time")
         cuts = np.flatnonzero(np.diff(keys)) + 1
@@ -211,6 +211,31 @@ def write_parquet(path: Path, table: pa.Table) -> None:
         pq.write_table(table, temp)
 
 
+_NUMPY = {pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64,
+          pa.uint64(): np.uint64, pa.float32(): np.float32, pa.float64(): np.float64}
+
+
+def values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A null-free numeric or timestamp (as int64 ns) column as numpy, read straight from its buffers.
+
+    ``to_numpy`` would import pandas, a second of start-up in every forked Luigi task.
+    """
+    kind = pa.int64() if pa.types.is_timestamp(column.type) else column.type
+    dtype = np.dtype(_NUMPY[kind])
+    parts = []
+    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+        if chunk.null_count:
+            raise ValueError(f"column of {column.type} has {chunk.null_count} nulls")
+        parts.append(np.frombuffer(chunk.buffers()[1], dtype=dtype)[chunk.offset:chunk.offset + len(chunk)])
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]
+
+
+def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """The Parquet file at ``path`` (``pq.read_table`` would import pyarrow.dataset and pandas: 1 s a process)."""
+    with pq.ParquetFile(path) as source:
+        return source.read(columns=columns)
+
+
 def write_text(path: Path, text: str) -> None:
     """Write UTF-8 ``text`` at ``path``, atomically."""
     with atomic_open(path) as handle:
@@ -269,9 +294,9 @@ def _assign(table: pa.Table, spec: SampleSpec, bounds: list[int]) -> tuple[np.nd
     """Split of each row (-1 when it is no sample) and why rows were left out."""
     first = table.column(spec.first)
     last = table.column(spec.last)
-    missing = (first.is_null().to_numpy(zero_copy_only=False), last.is_null().to_numpy(zero_copy_only=False))
-    start = split_index(first.cast(pa.int64()).fill_null(0).to_numpy(), bounds)
-    end = split_index(last.cast(pa.int64()).fill_null(0).to_numpy(), bounds)
+    missing = (values(first.is_null().cast(pa.int8())) == 1, values(last.is_null().cast(pa.int8())) == 1)
+    start = split_index(values(first.cast(pa.int64()).fill_null(0)), bounds)
+    end = split_index(values(last.cast(pa.int64()).fill_null(0)), bounds)
     crossing = ~missing[0] & ~missing[1] & (start != end)
     where = np.where(missing[0] | missing[1] | crossing, -1, start).astype(np.int8)
     left_out = {"incomplete_window": int(missing[0].sum()), "no_next_row": int((~missing[0] & missing[1]).sum()),
@@ -293,7 +318,7 @@ def write_chronological_split(folder: Path, tables: Callable[[], Iterator[pa.Tab
         where, dropped = _assign(table, spec, bounds)
         counts += np.bincount(where[where >= 0], minlength=3)
         left_out = {k: left_out[k] + dropped[k] for k in left_out}
-        day = table.column(spec.time).cast(pa.int64()).to_numpy() // DAY_NS
+        day = values(table.column(spec.time)) // DAY_NS
         for index in range(3):
             days[index].update(np.unique(day[where == index]).tolist())
     width = len(spec.features)
@@ -312,10 +337,10 @@ def write_chronological_split(folder: Path, tables: Callable[[], Iterator[pa.Tab
             labels = None
             for table in tables():
                 where, _ = _assign(table, spec, bounds)
-                x = np.stack([table.column(name).to_numpy() for name in spec.features], axis=1).astype(np.float32)
-                label = table.column(spec.label).to_numpy()
+                x = np.stack([values(table.column(name)) for name in spec.features], axis=1).astype(np.float32)
+                label = values(table.column(spec.label))
                 labels = labels or [ArrayWriter(h, label.dtype, (), int(counts[i])) for i, h in enumerate((m0, m1, m2))]
-                day = (table.column(spec.time).cast(pa.int64()).to_numpy() // DAY_NS).astype(np.uint64)
+                day = (values(table.column(spec.time)) // DAY_NS).astype(np.uint64)
                 for index in range(3):
                     rows = where == index
                     xs[index].append(x[rows])

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.engine.batches import InputError, describe, failure
 from pipeline.engine.discovery import InputFile, discover
@@ -29,7 +28,9 @@ from pipeline.engine.series import (
     chronological_bounds,
     listing,
     markdown_table,
+    read_parquet,
     scan,
+    values,
     write_chronological_split,
     write_chunks,
     write_parquet,
@@ -186,8 +187,8 @@ def chunk_metadata(run: TicksRun) -> dict[str, Any]:
 
 
 def _candles(table: pa.Table, interval: int, pip: float) -> dict[str, np.ndarray]:
-    stamps = table.column("timestamp").cast(pa.int64()).to_numpy()
-    return ticks.candles(stamps, table.column("mid").to_numpy(), table.column("spread_pips").to_numpy(), interval, pip)
+    ts, mid, spread = (values(table.column(name)) for name in CONTEXT_COLUMNS)
+    return ticks.candles(ts, mid, spread, interval, pip)
 
 
 def analyse_chunk(run: TicksRun, metadata: dict[str, Any], index: int, universe: int) -> pa.Table:
@@ -195,11 +196,11 @@ def analyse_chunk(run: TicksRun, metadata: dict[str, Any], index: int, universe:
     _, interval, lookback = run.universe(universe)
     pip, layout = run.settings["pip_size"], run.layout
     paths = [layout.chunks / chunk["file"] for chunk in metadata["chunks"]]
-    own = pq.read_table(paths[index - 1], columns=CONTEXT_COLUMNS)
+    own = read_parquet(paths[index - 1], columns=CONTEXT_COLUMNS)
     need = lookback - 1
 
     def count(table: pa.Table) -> int:
-        return ticks.bucket_count(table.column("timestamp").cast(pa.int64()).to_numpy(), interval)
+        return ticks.bucket_count(values(table.column("timestamp")), interval)
 
     earlier = paths[:index - 1][::-1] if need else []
     before = _candles(scan(earlier, own.schema, lambda t: count(t) - 1 >= need, backwards=True), interval, pip)
@@ -223,7 +224,7 @@ def result_exists(run: TicksRun, universe: int, index: int) -> bool:
 
 
 def _results(run: TicksRun, name: str, chunks: tuple[int, ...]) -> Callable[[], Iterator[pa.Table]]:
-    return lambda: (pq.read_table(run.layout.result(name, index)) for index in chunks)
+    return lambda: (read_parquet(run.layout.result(name, index)) for index in chunks)
 
 
 def _bounds(run: TicksRun, metadata: dict[str, Any], chunks: tuple[int, ...]) -> list[int]:
@@ -243,7 +244,7 @@ def consolidate_universe(run: TicksRun, metadata: dict[str, Any], universe: int,
     tables = _results(run, name, chunks)
     stats, candles = ticks.PatternStats(), 0
     for table in tables():
-        stats.update(table)
+        stats.update(*(values(table.column(name)) for name in ("pattern", "next_class", "next_body_pips")))
         candles += len(table)
     patterns = stats.table(name, run.recipe.tables["universes"]["min_count"])
     write_parquet(run.layout.patterns(folder), patterns)
@@ -299,7 +300,7 @@ def consolidate_all(run: TicksRun, metadata: dict[str, Any], universes: tuple[in
     folder = run.layout.final
     names = [run.universe(u)[0] for u in universes]
     summaries = [read_json(run.layout.universe_final(name) / "stats.json") for name in names]
-    tables = [pq.read_table(run.layout.patterns(run.layout.universe_final(name))) for name in names]
+    tables = [read_parquet(run.layout.patterns(run.layout.universe_final(name))) for name in names]
     ranked = ticks.rank_globally(tables)
     write_parquet(run.layout.patterns(folder), ranked)
     timings = [read_json(run.layout.result_timing(name, index)) or {} for name in names for index in chunks]

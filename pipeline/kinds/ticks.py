@@ -349,12 +349,11 @@ class PatternStats:
         self.total = np.zeros(PATTERNS, dtype=np.int64)
         self.squares = np.zeros(PATTERNS, dtype=np.int64)
 
-    def update(self, table: pa.Table) -> None:
-        pattern = table.column("pattern").to_numpy()
-        next_class = table.column("next_class").to_numpy()
+    def update(self, pattern: np.ndarray, next_class: np.ndarray, next_body_pips: np.ndarray) -> None:
+        """Add candles: their pattern (-1: none), the next candle's class (-1: none) and body."""
         usable = (pattern >= 0) & (next_class >= 0)
         pattern, next_class = pattern[usable], next_class[usable]
-        milli = np.round(table.column("next_body_pips").to_numpy()[usable].astype(np.float64) * 1000).astype(np.int64)
+        milli = np.round(next_body_pips[usable].astype(np.float64) * 1000).astype(np.int64)
         self.count += np.bincount(pattern, minlength=PATTERNS)
         self.up += np.bincount(pattern[next_class > 4], minlength=PATTERNS)
         self.down += np.bincount(pattern[next_class < 4], minlength=PATTERNS)
@@ -389,10 +388,8 @@ def rank_globally(tables: list[pa.Table]) -> pa.Table:
     """All universes' pattern tables in one, ordered and ranked by score (ties: universe, pattern)."""
     if not tables:
         return pa.table({})
-    table = pa.concat_tables(tables)
-    order = np.lexsort((table.column("pattern").to_numpy(), np.array(table.column("universe").to_pylist()),
-                        -table.column("score").to_numpy()))
-    table = table.take(order)
+    table = pa.concat_tables(tables).sort_by([("score", "descending"), ("universe", "ascending"),
+                                              ("pattern", "ascending")])
     return table.append_column("global_rank", pa.array(np.arange(1, len(table) + 1, dtype=np.int32)))
 
 

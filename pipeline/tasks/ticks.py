@@ -8,6 +8,7 @@ The recipe's ``[universes] strategy`` orders the chunk × universe tasks through
 from __future__ import annotations
 
 import functools
+import importlib
 import time
 
 import luigi
@@ -50,11 +51,19 @@ def _strategy(recipe: str) -> str:
     return "universe" if psutil.virtual_memory().available >= 2 * run.input_bytes else "chunked"
 
 
+@functools.lru_cache(maxsize=1)
+def _preload() -> None:
+    """Import pandas once in Luigi's main process: pyarrow imports it on its first numpy conversion, which
+    would cost every forked task about a second; forked tasks inherit the loaded module instead."""
+    importlib.import_module("pandas")
+
+
 class TicksTask(DatasetTask):
     """A task of the ticks flow."""
 
     @property
     def ticks_run(self) -> flow.TicksRun:
+        _preload()
         return flow.run_for(load_recipe(self.recipe))
 
     @property
