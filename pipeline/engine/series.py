@@ -158,7 +158,7 @@ def _pieces(tables: Iterable[pa.Table], chunk_size: str, time_column: str) -> It
 
 
 def write_chunks(layout: SeriesLayout, tables: Iterable[pa.Table], chunk_size: str, row_group_rows: int,
-                 time_column: str = "timestamp") -> list[dict[str, Any]]:
+                 compression: str = "none", time_column: str = "timestamp") -> list[dict[str, Any]]:
     """Stream sorted ``tables`` into one Parquet file per period, each renamed into place when complete."""
     records = []
     previous = None
@@ -174,7 +174,8 @@ def write_chunks(layout: SeriesLayout, tables: Iterable[pa.Table], chunk_size: s
             writer = None
             try:
                 for _, piece in group:
-                    writer = writer or pq.ParquetWriter(temp, piece.schema)
+                    writer = writer or pq.ParquetWriter(temp, piece.schema, compression=compression,
+                                                        use_dictionary=False)
                     writer.write_table(piece, row_group_size=row_group_rows)
                     stamps = piece.column(time_column).cast(pa.int64())
                     first = stamps[0].as_py() if first is None else first

@@ -133,7 +133,7 @@ class _Accounting:
                 "failures": {"by_reason": dict(sorted(by_reason.items())), "records": self.failures}}
 
 
-def chunk_input(run: TicksRun, block_bytes: int, row_group_rows: int,
+def chunk_input(run: TicksRun, block_bytes: int, row_group_rows: int, compression: str = "none",
                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Stream every input file, drop and count bad ticks, write the chunk files and then their metadata.
 
@@ -158,7 +158,7 @@ def chunk_input(run: TicksRun, block_bytes: int, row_group_rows: int,
             if progress:
                 progress(done, len(run.inputs))
 
-    chunks = write_chunks(layout, tables(), settings["chunk_size"], row_group_rows)
+    chunks = write_chunks(layout, tables(), settings["chunk_size"], row_group_rows, compression)
     metadata = {"fingerprint": run.chunk_fingerprint, "chunk_size": settings["chunk_size"], "chunks": chunks,
                 **accounting.summary(), "seconds": round(time.time() - started, 3), "peak_rss_mb": peak_rss_mb()}
     write_json(layout.chunk_metadata, metadata)

@@ -228,7 +228,7 @@ def candles(ts: np.ndarray, mid: np.ndarray, spread: np.ndarray, interval: int, 
     if not len(ts):
         return {name: np.zeros(0, dtype) for name, dtype in CANDLE_DTYPES.items()}
     bucket = ts // (interval * MINUTE_NS)
-    first = np.flatnonzero(np.diff(bucket, prepend=bucket[0] - 1))
+    first = np.flatnonzero(np.concatenate([[True], bucket[1:] != bucket[:-1]]))
     last = np.append(first[1:], len(ts)) - 1
     open_, close = mid[first], mid[last]
     high, low = np.maximum.reduceat(mid, first), np.minimum.reduceat(mid, first)
@@ -258,7 +258,8 @@ CANDLE_DTYPES = {"start": np.int64, "open": np.float64, "high": np.float64, "low
 
 def bucket_count(ts: np.ndarray, interval: int) -> int:
     """How many candles of ``interval`` minutes sorted timestamps fall into."""
-    return int(np.count_nonzero(np.diff(ts // (interval * MINUTE_NS)))) + (1 if len(ts) else 0)
+    bucket = ts // (interval * MINUTE_NS)
+    return int(np.count_nonzero(bucket[1:] != bucket[:-1])) + (1 if len(ts) else 0)
 
 
 def rolling(values: np.ndarray, lookback: int, reduce=np.add) -> np.ndarray:

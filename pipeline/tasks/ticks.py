@@ -79,7 +79,8 @@ class ChunkTicks(TicksTask):
 
     def run(self) -> None:
         config = series()
-        flow.chunk_input(self.ticks_run, config.block_bytes, config.row_group_rows, TaskProgress(self, "files"))
+        flow.chunk_input(self.ticks_run, config.block_bytes, config.row_group_rows, config.compression,
+                         TaskProgress(self, "files"))
 
 
 class AnalyseChunk(TicksTask):
