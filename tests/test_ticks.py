@@ -22,7 +22,7 @@ from pipeline.engine.series import SelectionError, parse_selection, resolve_sele
 from pipeline.engine.storage import read_json
 from pipeline.flows import ticks as flow
 from pipeline.kinds.ticks import CLASS_NAMES, FEATURES
-from pipeline.recipe import load_recipe
+from pipeline.recipe import RecipeError, load_recipe
 from pipeline.synthetic.ticks import write_ticks
 from pipeline.tasks.ticks import SelectionParameter
 
@@ -178,6 +178,14 @@ def test_bad_file_is_recorded_not_fatal(tmp_path):
     assert metadata["ticks"]["kept"] == 6
 
 
+def test_normalize_is_refused_clearly(tmp_path):
+    (tmp_path / "in").mkdir()
+    path = recipe(tmp_path, "*.csv", [1], [1])
+    path.write_text(path.read_text() + "normalize = true\n")
+    with pytest.raises(RecipeError, match=r"normalize = true is not supported by kind 'ticks'"):
+        flow.make_run(load_recipe(path))
+
+
 def synthetic(folder: Path, days: int = 16, rows: int = 40_000, start: str = "2024-01-24") -> None:
     """A few market days crossing a week and a month boundary (Parquet input)."""
     write_ticks(folder / "in", rows, start=start, days=days, seed=3)
@@ -316,3 +324,22 @@ def test_resume_after_kill_recomputes_only_missing_results(tmp_path):
         for array in ("X_train.npy", "labels_val.npz", "groups_test.npy", "final_patterns.parquet"):
             assert (tmp_path / "out" / "final" / name / array).read_bytes() == \
                 (run.layout.universe_final(name) / array).read_bytes(), (name, array)
+
+
+@pytest.mark.parametrize("strategy, available, first_six", [
+    ("chunked", None, [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]),
+    ("universe", None, [(1, 1), (2, 1), (3, 1), (1, 2), (2, 2), (3, 2)]),
+    ("auto", 1, [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]),          # no memory to spare: chunked
+    ("auto", 1 << 50, [(1, 1), (2, 1), (3, 1), (1, 2), (2, 2), (3, 2)]),    # plenty: universe
+])
+def test_strategy_orders_tasks_by_priority(tmp_path, monkeypatch, strategy, available, first_six):
+    from pipeline.tasks import ticks as tasks
+
+    (tmp_path / "in").mkdir()
+    shutil.copy(REAL, tmp_path / "in")
+    path = recipe(tmp_path, "*.csv", [1, 5, 15], [2], name=f"{strategy}-{available}")
+    path.write_text(path.read_text().replace("min_count = 5", f'min_count = 5\nstrategy = "{strategy}"'))
+    monkeypatch.setattr(tasks.psutil, "virtual_memory", lambda: type("Memory", (), {"available": available}))
+    jobs = [tasks.AnalyseChunk(recipe=str(path), chunk=c, universe=u) for u in (1, 2, 3) for c in (1, 2, 3)]
+    ordered = sorted(jobs, key=lambda job: -job.priority)
+    assert [(job.chunk, job.universe) for job in ordered][:6] == first_six

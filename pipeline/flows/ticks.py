@@ -38,7 +38,7 @@ from pipeline.engine.series import (
 )
 from pipeline.engine.storage import digest, read_json, remove_stale_temps, write_json
 from pipeline.kinds import ticks
-from pipeline.recipe import Recipe
+from pipeline.recipe import Recipe, RecipeError
 
 CONTEXT_COLUMNS = ["timestamp", "mid", "spread_pips"]
 SPEC = SampleSpec(features=ticks.FEATURES, label="next_class", time="start", first="window_start", last="next_start")
@@ -75,6 +75,9 @@ class TicksRun:
 
 def make_run(recipe: Recipe) -> TicksRun:
     """The run of ``recipe``: one walk of its input folder."""
+    if recipe.split["normalize"]:
+        raise RecipeError(f"{recipe.path}: [split] normalize = true is not supported by kind 'ticks' "
+                          "(its features are already pips, shares and ratios)")
     inputs = tuple(discover(recipe.input_dir, recipe.pattern))
     kind = recipe.kind
     fingerprint = digest([kind.name, kind.version, dict(recipe.tables["ticks"]), recipe.on_error,
@@ -239,8 +242,6 @@ def consolidate_universe(run: TicksRun, metadata: dict[str, Any], universe: int,
     name, interval, lookback = run.universe(universe)
     folder = run.layout.universe_final(name)
     remove_stale_temps(folder)
-    if run.recipe.split["normalize"]:
-        raise InputError(f"{run.recipe.path}: [split] normalize is not supported by the ticks flow")
     tables = _results(run, name, chunks)
     stats, candles = ticks.PatternStats(), 0
     for table in tables():
