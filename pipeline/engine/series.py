@@ -8,6 +8,8 @@ and writing a training set split by time in the engine's final-split layout.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import datetime
 import functools
 import itertools
@@ -107,7 +109,7 @@ def parse_selection(text: str, what: str) -> tuple[int, ...]:
         if high < low:
             raise SelectionError(f"{what} {text!r}: range {item.strip()!r} ends before it starts")
         chosen.extend(range(low, high + 1))
-    repeated = sorted({n for n in chosen if chosen.count(n) > 1}) if len(set(chosen)) != len(chosen) else []
+    repeated = sorted(n for n, times in collections.Counter(chosen).items() if times > 1)
     if repeated:
         raise SelectionError(f"{what} {text!r}: {repeated[0]} is selected more than once")
     return tuple(sorted(chosen))
@@ -259,7 +261,7 @@ def scan(paths: list[Path], schema: pa.Schema, enough: Callable[[pa.Table], bool
     parts: list[pa.Table] = []
     table = schema.empty_table()
     for part in _row_groups(paths, schema.names, backwards):
-        parts.insert(0, part) if backwards else parts.append(part)
+        parts = [part, *parts] if backwards else [*parts, part]
         table = pa.concat_tables(parts)
         if enough(table):
             break
@@ -323,35 +325,34 @@ def write_chronological_split(folder: Path, tables: Callable[[], Iterator[pa.Tab
         for index in range(3):
             days[index].update(np.unique(day[where == index]).tolist())
     width = len(spec.features)
-    names = []
-    with atomic_open(folder / "labels_train.npz") as l0, atomic_open(folder / "labels_val.npz") as l1, \
-            atomic_open(folder / "labels_test.npz") as l2:
-        archives = [NpzWriter(handle) for handle in (l0, l1, l2)]
-        with atomic_open(folder / "X_train.npy") as x0, atomic_open(folder / "X_val.npy") as x1, \
-                atomic_open(folder / "X_test.npy") as x2, atomic_open(folder / "groups_train.npy") as g0, \
-                atomic_open(folder / "groups_val.npy") as g1, atomic_open(folder / "groups_test.npy") as g2, \
-                archives[0].zip.open(f"{spec.label}.npy", "w", force_zip64=True) as m0, \
-                archives[1].zip.open(f"{spec.label}.npy", "w", force_zip64=True) as m1, \
-                archives[2].zip.open(f"{spec.label}.npy", "w", force_zip64=True) as m2:
-            xs = [ArrayWriter(h, np.float32, (width,), int(counts[i])) for i, h in enumerate((x0, x1, x2))]
-            groups = [ArrayWriter(h, np.uint64, (), int(counts[i])) for i, h in enumerate((g0, g1, g2))]
-            labels = None
-            for table in tables():
-                where, _ = _assign(table, spec, bounds)
-                x = np.stack([values(table.column(name)) for name in spec.features], axis=1).astype(np.float32)
-                label = values(table.column(spec.label))
-                labels = labels or [ArrayWriter(h, label.dtype, (), int(counts[i])) for i, h in enumerate((m0, m1, m2))]
-                day = (values(table.column(spec.time)) // DAY_NS).astype(np.uint64)
-                for index in range(3):
-                    rows = where == index
-                    xs[index].append(x[rows])
-                    groups[index].append(day[rows])
-                    labels[index].append(label[rows])
-            labels = labels or [ArrayWriter(h, np.int8, (), 0) for h in (m0, m1, m2)]
-            for writer in (*xs, *groups, *labels):
-                writer.close()
+    with contextlib.ExitStack() as stack:
+        def opened(stem: str, suffix: str) -> list:
+            return [stack.enter_context(atomic_open(folder / f"{stem}_{split}{suffix}")) for split in SPLITS]
+
+        archives = [NpzWriter(handle) for handle in opened("labels", ".npz")]
+        members = [stack.enter_context(a.zip.open(f"{spec.label}.npy", "w", force_zip64=True)) for a in archives]
+        xs = [ArrayWriter(h, np.float32, (width,), int(n)) for h, n in zip(opened("X", ".npy"), counts, strict=True)]
+        groups = [ArrayWriter(h, np.uint64, (), int(n)) for h, n in zip(opened("groups", ".npy"), counts, strict=True)]
+        labels = None
+        for table in tables():
+            where, _ = _assign(table, spec, bounds)
+            x = np.stack([values(table.column(name)) for name in spec.features], axis=1).astype(np.float32)
+            label = values(table.column(spec.label))
+            labels = labels or [ArrayWriter(m, label.dtype, (), int(n)) for m, n in zip(members, counts, strict=True)]
+            day = (values(table.column(spec.time)) // DAY_NS).astype(np.uint64)
+            for index in range(3):
+                rows = where == index
+                xs[index].append(x[rows])
+                groups[index].append(day[rows])
+                labels[index].append(label[rows])
+        labels = labels or [ArrayWriter(m, np.int8, (), 0) for m in members]
+        for writer in (*xs, *groups, *labels):
+            writer.close()
+        for member in members:
+            member.close()
         for archive in archives:
             archive.close()
+    names = []
     for stem, suffix in (("X", ".npy"), ("labels", ".npz"), ("groups", ".npy")):
         names += [f"{stem}_{split}{suffix}" for split in SPLITS]
     return {

@@ -212,7 +212,7 @@ class TickCleaner:
 
 
 def _message(reason: str, block: RawBlock, i: int, before: int) -> str:
-    stamp = str(np.datetime64(int(block.timestamp[i]), "ns")) if reason not in ("unparsable",) else ""
+    stamp = str(np.datetime64(int(block.timestamp[i]), "ns")) if reason != "unparsable" else ""
     bid, ask = block.bid[i], block.ask[i]
     return {
         "unparsable": "timestamp or price does not parse (or is not finite)",
