@@ -166,6 +166,18 @@ def test_bad_ticks_are_counted_and_recorded(tmp_path):
         flow.chunk_input(failing, 1 << 20, 1000)
 
 
+def test_bad_parquet_rows_are_counted_by_row(tmp_path):
+    (tmp_path / "in").mkdir()
+    stamps = pa.array([1_000, None, 3_000, 2_000, 3_000, 4_000], pa.int64()).cast(pa.timestamp("ms", "UTC"))
+    bid = pa.array([1.1, 1.1, 1.1, 1.1, 1.1, None])
+    pq.write_table(pa.table({"timestamp": stamps, "bid": bid, "ask": [1.2] * 6}), tmp_path / "in" / "t.parquet")
+    run = flow.make_run(load_recipe(recipe(tmp_path, "*.parquet", [1], [1])))
+    metadata = flow.chunk_input(run, 1 << 20, 1000)
+    assert metadata["ticks"]["kept"] == 2
+    assert {(r["line"], r["error"]) for r in metadata["failures"]["records"]} == {
+        (2, "unparsable"), (4, "out_of_order"), (5, "duplicate"), (6, "unparsable")}
+
+
 def test_bad_file_is_recorded_not_fatal(tmp_path):
     (tmp_path / "in").mkdir()
     shutil.copy(REAL, tmp_path / "in" / "a.csv")
