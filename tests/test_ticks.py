@@ -21,7 +21,7 @@ from pipeline.engine.batches import InputError
 from pipeline.engine.series import SelectionError, parse_selection, resolve_selection
 from pipeline.engine.storage import read_json
 from pipeline.flows import ticks as flow
-from pipeline.kinds.ticks import CLASS_NAMES, FEATURES
+from pipeline.kinds.ticks import CLASS_NAMES, FEATURES, read_csv_blocks
 from pipeline.recipe import RecipeError, load_recipe
 from pipeline.synthetic.ticks import write_ticks
 from pipeline.tasks.ticks import SelectionParameter
@@ -164,6 +164,29 @@ def test_bad_ticks_are_counted_and_recorded(tmp_path):
     failing = flow.make_run(load_recipe(recipe(tmp_path, "*.csv", [1], [1], on_error="fail", name="fail")))
     with pytest.raises(InputError, match=r"ticks\.csv:3: unparsable"):
         flow.chunk_input(failing, 1 << 20, 1000)
+
+
+def test_csv_line_numbers_hold_across_blocks(tmp_path):
+    """Many malformed and blank lines over many small blocks: each row keeps its own line number."""
+    header = REAL.read_text().splitlines()[0]
+    lines, expected_good, expected_bad = [header], {}, []
+    for number in range(2, 6002):
+        if number % 7 == 0:
+            lines.append("garbage line")
+            expected_bad.append(number)
+        elif number % 11 == 0:
+            lines.append("")
+        else:
+            lines.append(f'"exness","EURUSD","2024-01-15 00:00:00.000Z",{number},{number + 1}')
+            expected_good[number] = float(number)
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(lines) + "\n")
+    good, bad = {}, []
+    for block in read_csv_blocks(path, 4096):
+        good.update(zip(block.line.tolist(), block.bid.tolist(), strict=True))
+        bad += [number for number, _ in block.text]
+    assert good == expected_good
+    assert sorted(bad) == expected_bad
 
 
 def test_bad_parquet_rows_are_counted_by_row(tmp_path):

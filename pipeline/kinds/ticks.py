@@ -117,17 +117,19 @@ def read_csv_blocks(path: Path, block_bytes: int) -> Iterator[RawBlock]:
             parse_options=pcsv.ParseOptions(invalid_row_handler=invalid, ignore_empty_lines=False),
             convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in header},
                                                 include_columns=header, strings_can_be_null=True))
-        skipped = np.zeros(0, dtype=np.int64)
-        rows_before = 0
+        pending = np.zeros(0, dtype=np.int64)  # skipped lines not yet behind the rows read
+        passed = rows_before = 0  # skipped lines behind them, rows read
         for batch in reader:
-            skipped = np.append(skipped, [number for number, _ in bad]).astype(np.int64)
+            pending = np.sort(np.append(pending, [number for number, _ in bad]).astype(np.int64))
             text, bad[:] = list(bad), []
             columns = [batch.column(i) for i in range(5)]
             index = np.arange(rows_before, rows_before + batch.num_rows)
             rows_before += batch.num_rows
-            # line of good row r: r + 2 (header, 1-based) + the skipped lines before it
-            shift = np.sort(skipped) - 2 - np.arange(len(skipped))
-            line = index + 2 + np.searchsorted(shift, index, side="right")
+            # line of row r: r + 2 (header, 1-based) + the skipped lines before it
+            shift = pending - 2 - passed - np.arange(len(pending))
+            line = index + 2 + passed + np.searchsorted(shift, index, side="right")
+            behind = pending < (line[-1] if len(line) else 0)
+            passed, pending = passed + int(behind.sum()), pending[~behind]
             blank = np.ones(batch.num_rows, dtype=bool)
             for column in columns:
                 blank &= pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), True).to_numpy(
