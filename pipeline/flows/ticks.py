@@ -24,6 +24,7 @@ from pipeline.engine.batches import InputError, describe, failure
 from pipeline.engine.discovery import InputFile, discover
 from pipeline.engine.series import (
     SampleSpec,
+    SelectionError,
     SeriesLayout,
     chronological_bounds,
     listing,
@@ -64,6 +65,8 @@ class TicksRun:
 
     def universe(self, number: int) -> tuple[str, int, int]:
         """(name, interval, lookback) of universe ``number`` (1-based)."""
+        if not 1 <= number <= len(self.universes):
+            raise SelectionError(f"universe {number} does not exist: the recipe defines 1-{len(self.universes)}")
         return self.universes[number - 1]
 
     def final_fingerprint(self, key: str, chunks: tuple[int, ...]) -> str:
