@@ -167,11 +167,12 @@ def test_bad_ticks_are_counted_and_recorded(tmp_path):
 
 
 def test_csv_line_numbers_hold_across_blocks(tmp_path):
-    """Many malformed and blank lines over many small blocks: each row keeps its own line number."""
+    """Malformed and blank lines over many small blocks (some blocks all malformed, the file ending
+    in malformed lines): each row keeps its own line number and every malformed line is reported."""
     header = REAL.read_text().splitlines()[0]
     lines, expected_good, expected_bad = [header], {}, []
     for number in range(2, 6002):
-        if number % 7 == 0:
+        if number % 7 == 0 or 3000 <= number < 3800 or number > 5995:
             lines.append("garbage line")
             expected_bad.append(number)
         elif number % 11 == 0:
@@ -219,6 +220,15 @@ def test_normalize_is_refused_clearly(tmp_path):
     path.write_text(path.read_text() + "normalize = true\n")
     with pytest.raises(RecipeError, match=r"normalize = true is not supported by kind 'ticks'"):
         flow.make_run(load_recipe(path))
+
+
+def test_no_good_ticks_is_a_clear_error(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "t.csv").write_text(REAL.read_text().splitlines()[0] + "\nnot,a,tick\n")
+    run = flow.make_run(load_recipe(recipe(tmp_path, "*.csv", [1], [1])))
+    with pytest.raises(InputError, match=r"no good ticks in the 1 files matching '\*\.csv' \(1 bad ticks"):
+        flow.chunk_input(run, 1 << 20, 1000)
+    assert not (tmp_path / "out" / "chunks" / "metadata.json").exists()
 
 
 def synthetic(folder: Path, days: int = 16, rows: int = 40_000, start: str = "2024-01-24") -> None:

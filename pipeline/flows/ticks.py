@@ -165,6 +165,11 @@ def chunk_input(run: TicksRun, block_bytes: int, row_group_rows: int, compressio
                 progress(done, len(run.inputs))
 
     chunks = write_chunks(layout, tables(), settings["chunk_size"], row_group_rows, compression)
+    if not chunks:
+        summary = accounting.summary()
+        raise InputError(f"{run.recipe.input_dir}: no good ticks in the {len(run.inputs)} files matching "
+                         f"{run.recipe.pattern!r} ({summary['ticks']['bad']} bad ticks, "
+                         f"{summary['files']['failed']} unreadable files)")
     metadata = {"fingerprint": run.chunk_fingerprint, "chunk_size": settings["chunk_size"], "chunks": chunks,
                 **accounting.summary(), "seconds": round(time.time() - started, 3), "peak_rss_mb": peak_rss_mb()}
     write_json(layout.chunk_metadata, metadata)

@@ -137,6 +137,9 @@ def read_csv_blocks(path: Path, block_bytes: int) -> Iterator[RawBlock]:
             keep = ~blank
             yield RawBlock(_timestamps(pc.utf8_trim_whitespace(columns[2]).filter(keep)),
                            _floats(columns[3].filter(keep)), _floats(columns[4].filter(keep)), line[keep], text)
+        if bad:  # malformed lines of blocks without a single well-formed row
+            none = np.zeros(0, dtype=np.int64)
+            yield RawBlock(none, none.astype(float), none.astype(float), none, list(bad))
 
 
 def read_parquet_blocks(path: Path, batch_rows: int) -> Iterator[RawBlock]:
