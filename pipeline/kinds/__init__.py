@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from pipeline.kinds import command, ptv, trmph
+from pipeline.kinds import command, ptv, ticks, trmph
 from pipeline.kinds.base import Kind
 
-BUILTIN: dict[str, Kind] = {kind.name: kind for kind in (trmph.KIND, command.KIND, ptv.KIND)}
+BUILTIN: dict[str, Kind] = {kind.name: kind for kind in (trmph.KIND, command.KIND, ptv.KIND, ticks.KIND)}
 ENTRY_POINTS = "pipeline.kinds"
 
 

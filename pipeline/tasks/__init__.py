@@ -12,9 +12,14 @@ from pipeline.tasks.dataset import (
 )
 from pipeline.tasks.operations import WATCH  # noqa: F401 - registers the run records and terminal progress
 from pipeline.tasks.ptv import PtvChunk, TrackParticles
+from pipeline.tasks.ticks import AnalyseChunk, BuildTicks, ChunkTicks, ConsolidateUniverse
 
 __all__ = [
     "FLOWS",
+    "AnalyseChunk",
+    "BuildTicks",
+    "ChunkTicks",
+    "ConsolidateUniverse",
     "BuildBatches",
     "BuildDataset",
     "Cleanup",

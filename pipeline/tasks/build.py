@@ -8,11 +8,13 @@ from pipeline.engine.targets import CheckedTarget
 from pipeline.recipe import load_recipe
 from pipeline.tasks.dataset import DatasetTask, SplitDataset, SummariseFiles
 from pipeline.tasks.ptv import TrackParticles
+from pipeline.tasks.ticks import BuildTicks
 
 FLOWS: dict[str, type[DatasetTask]] = {
     "files": SplitDataset,
     "each": SummariseFiles,
     "ptv": TrackParticles,
+    "ticks": BuildTicks,
 }
 """Each flow's final task, by the ``flow`` name a kind declares."""
 
