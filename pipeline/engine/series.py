@@ -329,7 +329,7 @@ def write_chronological_split(folder: Path, tables: Callable[[], Iterator[pa.Tab
         def opened(stem: str, suffix: str) -> list:
             return [stack.enter_context(atomic_open(folder / f"{stem}_{split}{suffix}")) for split in SPLITS]
 
-        archives = [NpzWriter(handle) for handle in opened("labels", ".npz")]
+        archives = [stack.enter_context(NpzWriter(handle)) for handle in opened("labels", ".npz")]
         members = [stack.enter_context(a.zip.open(f"{spec.label}.npy", "w", force_zip64=True)) for a in archives]
         xs = [ArrayWriter(h, np.float32, (width,), int(n)) for h, n in zip(opened("X", ".npy"), counts, strict=True)]
         groups = [ArrayWriter(h, np.uint64, (), int(n)) for h, n in zip(opened("groups", ".npy"), counts, strict=True)]
@@ -348,10 +348,6 @@ def write_chronological_split(folder: Path, tables: Callable[[], Iterator[pa.Tab
         labels = labels or [ArrayWriter(m, np.int8, (), 0) for m in members]
         for writer in (*xs, *groups, *labels):
             writer.close()
-        for member in members:
-            member.close()
-        for archive in archives:
-            archive.close()
     names = []
     for stem, suffix in (("X", ".npy"), ("labels", ".npz"), ("groups", ".npy")):
         names += [f"{stem}_{split}{suffix}" for split in SPLITS]
