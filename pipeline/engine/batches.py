@@ -42,22 +42,23 @@ def describe(record: dict[str, Any]) -> str:
     return f"{where}: {record['error']}: {record['message']}"
 
 
-def process_file(kind: Kind, settings: dict, path: Path, relative: str) -> tuple[dict, list[dict], int, bool]:
-    """Run the kind on one file: rows, failure records, good records, and whether to keep it.
+def process_file(kind: Kind, settings: dict, path: Path, relative: str) -> tuple[dict, list[dict], int, bool, dict]:
+    """Run the kind on one file: rows, failure records, good records, whether to keep it, metadata.
 
     Any exception is a failure of the whole file. An OSError (permission denied, file
     gone) is not kept, so the next run tries the file again.
     """
     try:
         result = as_file_result(kind.read(path, settings))
+        metadata = json.loads(json.dumps(result.metadata, allow_nan=False))
     except Exception as exc:  # noqa: BLE001 - a bad file is recorded, never a crash
         message = str(exc).replace(str(path), relative) or type(exc).__name__
-        return {}, [failure(relative, None, type(exc).__name__, message)], 0, not isinstance(exc, OSError)
+        return {}, [failure(relative, None, type(exc).__name__, message)], 0, not isinstance(exc, OSError), {}
     arrays = result.arrays
     if "group" not in arrays:
         arrays["group"] = np.full(len(arrays["X"]), group_id(relative), dtype=np.uint64)
     failures = [failure(relative, e.line, e.error, e.message) for e in result.errors]
-    return arrays, failures, result.records, True
+    return arrays, failures, result.records, True, metadata
 
 
 def load_file_output(path: Path, fingerprint: str) -> tuple[dict, dict] | None:
@@ -80,11 +81,11 @@ def file_output(plan: Plan, file: InputFile, fingerprint: str) -> tuple[dict, di
     cached = load_file_output(out, fingerprint)
     if cached is not None:
         return cached
-    arrays, failures, records, keep = process_file(
+    arrays, failures, records, keep, metadata = process_file(
         recipe.kind, recipe.kind_settings, recipe.input_dir / file.relative, file.relative)
     rows = len(arrays["X"]) if arrays else 0
     meta = {"fingerprint": fingerprint, "file": file.relative, "records": records, "rows": rows,
-            "failed": not arrays, "failures": failures}
+            "failed": not arrays, "failures": failures, "metadata": metadata}
     if keep:
         save_npz(out, {**arrays, META: np.array(json.dumps(meta))})
     return arrays, meta
@@ -94,6 +95,16 @@ def _row_spec(arrays: dict[str, np.ndarray]) -> dict[str, tuple[str, tuple[int, 
     return {name: (array.dtype.str, array.shape[1:]) for name, array in sorted(arrays.items())}
 
 
+def _mismatch(relative: str, file_spec: dict, spec: dict) -> dict[str, Any]:
+    """The failure of a file whose rows or metadata differ from the batch's first file."""
+    if file_spec["arrays"] != spec["arrays"]:
+        return failure(relative, None, "RowShapeMismatch", f"rows {file_spec['arrays']} differ from the batch's {spec['arrays']}")
+    keys = sorted(k for k in {**spec["metadata"], **file_spec["metadata"]}
+                  if spec["metadata"].get(k) != file_spec["metadata"].get(k))
+    return failure(relative, None, "MetadataMismatch", f"metadata {', '.join(keys)} differs from the batch's first file "
+                   "(e.g. other columns in the header)")
+
+
 def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> dict[str, Any]:
     """Make every file output of ``batch`` and the batch file; return the batch record."""
     layout, on_error = plan.layout, plan.recipe.on_error
@@ -101,12 +112,11 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> d
     for done, (file, fingerprint) in enumerate(zip(batch.files, batch.file_fingerprints, strict=True), start=1):
         arrays, meta = file_output(plan, file, fingerprint)
         if arrays and meta["rows"]:
-            file_spec = _row_spec(arrays)
+            file_spec = {"arrays": _row_spec(arrays), "metadata": meta.get("metadata", {})}
             spec = spec or file_spec
             if file_spec != spec:
-                meta = {**meta, "rows": 0, "failed": True, "failures": meta["failures"] + [failure(
-                    file.relative, None, "RowShapeMismatch",
-                    f"rows {file_spec} differ from the batch's {spec}")]}
+                meta = {**meta, "rows": 0, "failed": True,
+                        "failures": meta["failures"] + [_mismatch(file.relative, file_spec, spec)]}
         failures.extend(meta["failures"])
         if failures and on_error == "fail":
             raise InputError(describe(failures[0]))
@@ -114,10 +124,11 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> d
         if progress:
             progress(done, len(batch.files), len(failures))
     rows = sum(meta["rows"] for meta in metas)
+    arrays_spec = spec["arrays"] if spec else {}
     path = layout.batch(batch.index)
     with atomic_open(path) as handle:
         writer = NpzWriter(handle)
-        for name, (dtype, row_shape) in (spec or {}).items():
+        for name, (dtype, row_shape) in arrays_spec.items():
             writer.add(name, _member_chunks(plan, batch, metas, name), np.dtype(dtype), row_shape, rows)
         writer.close()
     record = {
@@ -125,7 +136,8 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> d
         "size": path.stat().st_size,
         "checksum": file_checksum(path),
         "rows": rows,
-        "arrays": {name: {"dtype": dtype, "shape": list(shape)} for name, (dtype, shape) in (spec or {}).items()},
+        "arrays": {name: {"dtype": dtype, "shape": list(shape)} for name, (dtype, shape) in arrays_spec.items()},
+        "metadata": spec["metadata"] if spec else {},
         "files": len(metas),
         "files_failed": sum(meta["failed"] for meta in metas),
         "records": sum(meta["records"] for meta in metas),

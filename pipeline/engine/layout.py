@@ -55,3 +55,7 @@ class Layout:
     @property
     def stats(self) -> Path:
         return self.final / "stats.json"
+
+    def final_metadata(self, key: str) -> Path:
+        """A kind's metadata in ``final/`` (e.g. ``feature_cols.json``)."""
+        return self.final / f"{key}.json"

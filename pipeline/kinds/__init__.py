@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib
 
-from pipeline.kinds import trmph
+from pipeline.kinds import csv_games, trmph
 from pipeline.kinds.base import Kind
 
-BUILTIN: dict[str, Kind] = {kind.name: kind for kind in (trmph.KIND,)}
+BUILTIN: dict[str, Kind] = {kind.name: kind for kind in (trmph.KIND, csv_games.KIND)}
 
 
 def resolve(name: str) -> Kind:
