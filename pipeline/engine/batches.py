@@ -98,11 +98,12 @@ def _row_spec(arrays: dict[str, np.ndarray]) -> dict[str, tuple[str, tuple[int, 
 def _mismatch(relative: str, file_spec: dict, spec: dict) -> dict[str, Any]:
     """The failure of a file whose rows or metadata differ from the batch's first file."""
     if file_spec["arrays"] != spec["arrays"]:
-        return failure(relative, None, "RowShapeMismatch", f"rows {file_spec['arrays']} differ from the batch's {spec['arrays']}")
+        return failure(relative, None, "RowShapeMismatch",
+                       f"rows {file_spec['arrays']} differ from the batch's {spec['arrays']}")
     keys = sorted(k for k in {**spec["metadata"], **file_spec["metadata"]}
                   if spec["metadata"].get(k) != file_spec["metadata"].get(k))
-    return failure(relative, None, "MetadataMismatch", f"metadata {', '.join(keys)} differs from the batch's first file "
-                   "(e.g. other columns in the header)")
+    return failure(relative, None, "MetadataMismatch",
+                   f"metadata {', '.join(keys)} differs from the batch's first file (e.g. other columns in the header)")
 
 
 def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> dict[str, Any]:

@@ -156,6 +156,10 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
     for key, value in sorted(manifest.get("metadata", {}).items()):
         write_json(layout.final_metadata(key), value)
         written.append(layout.final_metadata(key).name)
+    for stale in layout.final.iterdir():  # outputs of an earlier run with other settings or metadata
+        if stale.is_file() and stale.name not in written and stale != layout.final_manifest \
+                and not stale.name.startswith("."):
+            stale.unlink()
     files = {name: (layout.final / name).stat().st_size for name in written}
     write_json(layout.final_manifest, {"fingerprint": plan.split_fingerprint, "files": files})
     return stats

@@ -8,13 +8,14 @@ file's header, so a per-file output depends on that file and the recipe only:
   used as labels, masks or the group column, and anything matching ``exclude_columns``.
 - ``categorical_features``: ``column → [categories]``; the column is one-hot encoded in
   place as ``<column>_<category>`` (missing → all zeros; another value is a bad row).
-- ``fill``: ``column or pattern → value`` for missing features (default 0), first match wins;
+- ``fill``: ``column or pattern → value`` for missing features (default 0; two values for one
+  column are an error);
   ``missing_indicators``: columns (or patterns) that get a ``<column>_missing`` column after them.
 - ``label_columns``: ``head → {type, ...}``. ``type = "categorical"`` maps ``column``
   (default: the head) to the index of its value in the declared ``classes`` (missing → -1;
-  a value not declared is a bad row); ``type = "numeric"`` takes ``columns`` (default
-  ``[head]``) as float32, missing → ``fill`` (default 0). Every head gets a mask
-  ``mask_<head>``: 1 where its label is present.
+  a value not declared is a bad row); ``type = "numeric"`` takes ``columns`` as float32
+  (one name, default the head: shape (rows,); a list of names/patterns: (rows, k)), missing
+  → ``fill`` (default 0). Every head gets a mask ``mask_<head>``: 1 where its label is present.
 - ``mask_columns``: ``name → [columns or patterns]``: extra masks (non-zero → 1, missing → 0);
   a mask named like a head is combined with that head's presence.
 - ``group_column``: the column naming the game (rows with the same value share a group,
@@ -30,6 +31,8 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import functools
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -77,7 +80,8 @@ def check_labels(heads: Mapping[str, Any]) -> str | None:
             return f"head {head!r} needs type = {' or '.join(map(repr, LABEL_TYPES))}"
         unknown = sorted(set(spec) - LABEL_KEYS[spec["type"]])
         if unknown:
-            return f"head {head!r} has unknown key {unknown[0]!r} (known: {', '.join(sorted(LABEL_KEYS[spec['type']]))})"
+            known = ", ".join(sorted(LABEL_KEYS[spec["type"]]))
+            return f"head {head!r} has unknown key {unknown[0]!r} (known: {known})"
         if spec["type"] == "categorical":
             problem = _check_categories(f"head {head!r} classes", spec.get("classes"))
             if problem:
@@ -166,10 +170,11 @@ class Columns:
             raise ValueError(f"categorical feature {outside[0]!r} is not among the feature columns")
         numeric = [c for c in self.features if c not in self.categorical]
         indicated = set(resolve(settings["missing_indicators"], numeric, what="missing_indicators column"))
-        fills = {}
+        fills: dict[str, float] = {}
         for key, value in settings["fill"].items():
             for column in resolve([key], numeric, what="fill column"):
-                fills.setdefault(column, float(value))
+                if fills.setdefault(column, float(value)) != float(value):
+                    raise ValueError(f"fill gives column {column!r} two values ({fills[column]:g} and {value:g})")
         self.numeric = numeric
         self.fill = np.array([fills.get(c, 0.0) for c in numeric])
         names, value_pos, indicator_pos, indicator_src = [], [], [], []
@@ -183,7 +188,7 @@ class Columns:
             names.append(column)
             if column in indicated:
                 indicator_pos.append(len(names))
-                indicator_src.append(numeric.index(column))
+                indicator_src.append(len(value_pos) - 1)
                 names.append(f"{column}_missing")
         self.names = names
         self.value_pos, self.indicator_pos = np.array(value_pos, int), np.array(indicator_pos, int)
@@ -219,15 +224,18 @@ def label_mappings(settings: Mapping[str, Any], columns: Columns) -> dict[str, A
 
 def _codes(values: np.ndarray, categories: list) -> tuple[np.ndarray, np.ndarray]:
     """Index of each value in ``categories`` (-1 if absent) and where the value is missing."""
-    import pandas as pd
-
     if all(_is_number(c) for c in categories):
         values = values.astype(np.float64)
         missing = ~np.isfinite(values)
-        categories = [float(c) for c in categories]
+        order = np.argsort(categories, kind="stable")
+        known = np.asarray(categories, dtype=np.float64)[order]
+        at = np.minimum(np.searchsorted(known, values), len(known) - 1)
+        codes = np.where(known[at] == values, order[at], -1)
     else:
-        missing = pd.isna(values)
-    codes = pd.Index(categories).get_indexer(values)
+        import pandas as pd
+
+        missing = np.asarray(pd.isna(values))
+        codes = pd.Index(categories).get_indexer(values)
     codes[missing] = -1
     return codes, missing
 
@@ -248,11 +256,17 @@ def read_table(path: Path, columns: Columns, settings: Mapping[str, Any]) -> dic
     return {name: table.column(name).to_numpy(zero_copy_only=False) for name in types}
 
 
+@functools.lru_cache(maxsize=8)
+def _columns(header: tuple[str, ...], settings: str) -> Columns:
+    """The columns of a header, computed once per header and recipe (files usually share one)."""
+    return Columns(list(header), json.loads(settings))
+
+
 def read(path: Path, settings: Mapping[str, Any]) -> FileResult:
     """Features, label heads, masks and groups of one game-log CSV; bad rows are dropped and recorded."""
     import pandas as pd
 
-    columns = Columns(read_header(path), settings)
+    columns = _columns(tuple(read_header(path)), json.dumps(settings))
     data = read_table(path, columns, settings)
     rows = len(next(iter(data.values()))) if data else 0
     if not rows:
@@ -265,16 +279,16 @@ def read(path: Path, settings: Mapping[str, Any]) -> FileResult:
 
     values = np.column_stack([data[c] for c in columns.numeric]) if columns.numeric else np.zeros((rows, 0))
     missing = ~np.isfinite(values)
-    X = np.zeros((rows, len(columns.names)), dtype=np.float32)
-    X[:, columns.value_pos] = np.where(missing, columns.fill, values)
-    X[:, columns.indicator_pos] = missing[:, columns.indicator_src]
+    features = np.zeros((rows, len(columns.names)), dtype=np.float32)
+    features[:, columns.value_pos] = np.where(missing, columns.fill, values)
+    features[:, columns.indicator_pos] = missing[:, columns.indicator_src]
     for column, start in columns.onehot_pos.items():
         codes, absent = _codes(data[column], columns.categorical[column])
         flag((codes < 0) & ~absent, f"{column}: value not among the declared categories")
         present = codes >= 0
-        X[np.flatnonzero(present), start + codes[present]] = 1
+        features[np.flatnonzero(present), start + codes[present]] = 1
 
-    arrays: dict[str, np.ndarray] = {"X": X}
+    arrays: dict[str, np.ndarray] = {"X": features}
     for head, spec in settings["label_columns"].items():
         names = columns.labels[head]
         if spec["type"] == "categorical":

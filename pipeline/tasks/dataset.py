@@ -81,16 +81,17 @@ class MergeBatches(DatasetTask):
         plan = self.plan
         return CheckedTarget(plan.layout.merged_manifest, lambda: merge_is_complete(plan))
 
-    def run(self):
+    def run(self) -> None:
         plan = self.plan
-        corrupt = [b for b in plan.batches if verify_batch(plan, b)]
-        for batch in corrupt:
-            logger.warning("batch %d is corrupt (%s); rebuilding it", batch.index, verify_batch(plan, batch))
-            plan.layout.batch_record(batch.index).unlink(missing_ok=True)
-        if corrupt:
-            yield [ProcessBatch(recipe=self.recipe, batch=b.index) for b in corrupt]
         for folder in (plan.layout.files, plan.layout.intermediate, plan.layout.merged):
             remove_stale_temps(folder)
+        # Rebuilt here, not yielded as ProcessBatch: the scheduler ignores a task that turns
+        # incomplete within seconds of being reported done (stable_done_cooldown_secs).
+        for batch in plan.batches:
+            problem = verify_batch(plan, batch)
+            if problem:
+                logger.warning("batch %d is corrupt (%s); rebuilding it", batch.index, problem)
+                build_batch(plan, batch, TaskProgress(self, "files"))
         progress = TaskProgress(self, "arrays")
         merge_batches(plan, resources().chunk_bytes, progress)
 
