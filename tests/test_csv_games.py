@@ -258,3 +258,21 @@ def test_truncated_or_corrupt_batch_is_rebuilt_alone(tmp_path):
         record = json.loads((batches / f"batch_{index:04d}.json").read_text())
         assert (batches / f"batch_{index:04d}.npz").stat().st_size == record["size"]
     assert json.loads((out / "final" / "stats.json").read_text())["rows"]["total"] == 269
+
+
+def test_synthetic_logs_have_the_real_shape(tmp_path):
+    from pipeline.synthetic.csv_games import write_corpus
+
+    paths = write_corpus(tmp_path, 6, missing="nan")
+    real = (DATA / "games" / "2_games" / "1.csv").read_text().splitlines()[0]
+    settings = load_recipe(SAMPLE).kind_settings
+    assert sorted(str(p.relative_to(tmp_path)) for p in paths) == [
+        f"{n}_games/{i}.csv" for n in (2, 3, 4) for i in (1, 2)]
+    for path in paths:
+        assert path.read_text().splitlines()[0] == real
+        raw = pd.read_csv(path)
+        result = read(path, settings)
+        assert result.records == len(raw) and not result.errors and np.isfinite(result.arrays["X"]).all()
+        seats = raw["num_players"].iloc[0]
+        assert raw[f"player{seats - 1}_vp"].notna().all() and raw.filter(like=f"player{seats}_").isna().all().all()
+        assert (raw["card_selection"].notna() == (raw["action_type"] == "build")).all()
