@@ -276,3 +276,38 @@ def test_synthetic_logs_have_the_real_shape(tmp_path):
         seats = raw["num_players"].iloc[0]
         assert raw[f"player{seats - 1}_vp"].notna().all() and raw.filter(like=f"player{seats}_").isna().all().all()
         assert (raw["card_selection"].notna() == (raw["action_type"] == "build")).all()
+
+
+def test_group_column_mask_columns_and_fill(tmp_path):
+    games = tmp_path / "games"
+    for folder, game in (("a", 7), ("b", 7), ("c", 8)):
+        (games / folder).mkdir(parents=True)
+        (games / folder / "1.csv").write_text(f"game_id,x,legal_0,legal_1,move\n{game},1,1,0,0\n{game},,1,1,1\n")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f"""
+[dataset]
+name = "t"
+kind = "csv_games"
+input_dir = "{games}"
+output_dir = "{tmp_path / 'out'}"
+[process]
+feature_columns = ["x"]
+fill = {{x = -1}}
+missing_indicators = ["x"]
+group_column = "game_id"
+mask_columns = {{move = ["legal_*"], any_legal = "legal_1"}}
+[process.label_columns.move]
+type = "categorical"
+classes = [0, 1]
+""")
+    settings = load_recipe(recipe).kind_settings
+    results = {f: read(games / f / "1.csv", settings) for f in "abc"}
+    a = results["a"]
+    assert a.metadata["feature_cols"] == ["x", "x_missing"]
+    assert a.arrays["X"].tolist() == [[1, 0], [-1, 1]]
+    assert a.arrays["mask_move"].tolist() == [[1, 0], [1, 1]] and a.arrays["mask_any_legal"].tolist() == [0, 1]
+    assert a.arrays["move"].tolist() == [0, 1]
+    assert results["a"].arrays["group"][0] == results["b"].arrays["group"][0] != results["c"].arrays["group"][0]
+    assert run(BuildDataset, recipe)
+    masks = np.load(tmp_path / "out" / "final" / "masks_train.npz")
+    assert set(masks.files) == {"move", "any_legal"}

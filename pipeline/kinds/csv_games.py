@@ -16,8 +16,9 @@ file's header, so a per-file output depends on that file and the recipe only:
   a value not declared is a bad row); ``type = "numeric"`` takes ``columns`` as float32
   (one name, default the head: shape (rows,); a list of names/patterns: (rows, k)), missing
   → ``fill`` (default 0). Every head gets a mask ``mask_<head>``: 1 where its label is present.
-- ``mask_columns``: ``name → [columns or patterns]``: extra masks (non-zero → 1, missing → 0);
-  a mask named like a head is combined with that head's presence.
+- ``mask_columns``: ``name → column or [columns or patterns]``: extra masks (non-zero → 1,
+  missing → 0; one name gives (rows,), a list (rows, k)); a mask named like a head is
+  combined with that head's presence.
 - ``group_column``: the column naming the game (rows with the same value share a group,
   across files); empty (default): each file is one game, keyed by its relative path.
 
@@ -76,6 +77,8 @@ def check_labels(heads: Mapping[str, Any]) -> str | None:
     if not heads:
         return "must name at least one label head"
     for head, spec in heads.items():
+        if head in ("X", "group") or head.startswith("mask_"):
+            return f"head {head!r} clashes with the engine's names (X, group, mask_*)"
         if not isinstance(spec, dict) or spec.get("type") not in LABEL_TYPES:
             return f"head {head!r} needs type = {' or '.join(map(repr, LABEL_TYPES))}"
         unknown = sorted(set(spec) - LABEL_KEYS[spec["type"]])
@@ -307,7 +310,7 @@ def read(path: Path, settings: Mapping[str, Any]) -> FileResult:
         mask = (np.isfinite(given) & (given != 0)).astype(np.uint8)
         if name in settings["label_columns"]:
             mask &= arrays[f"mask_{name}"][:, None]
-        arrays[f"mask_{name}"] = mask
+        arrays[f"mask_{name}"] = mask[:, 0] if isinstance(settings["mask_columns"][name], str) else mask
 
     if columns.group:
         keys, inverse = np.unique(data[columns.group].astype(str), return_inverse=True)
