@@ -5,7 +5,8 @@ Usage: ``python benchmarks/csv_games.py [--files 726 7259] [--workers 2] [--end-
 For each size it generates the game logs once (``pipeline.synthetic.csv_games``, kept
 under ``--work``), then runs the stages as separate ``luigi`` processes from a clean
 output folder (BuildBatches, MergeBatches, SplitDataset) while sampling the resident
-memory of the luigi process tree with psutil; ``--end-to-end`` also times one
+memory of the luigi process tree with psutil, its CPU time (and the machine's 1-minute load average
+after each, since a shared machine skews wall times); ``--end-to-end`` also times one
 ``BuildDataset`` run from scratch. Results go to ``<work>/results.json`` and a Markdown
 table is printed.
 """
@@ -43,13 +44,18 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def run_luigi(task: str, recipe: Path, workers: int) -> dict[str, float]:
-    """Run one luigi task as a subprocess; its wall time and the peak RSS of its process tree."""
+def run_luigi(task: str, recipe: Path, workers: int, log: Path) -> dict[str, float]:
+    """Run one luigi task as a subprocess: wall time, CPU time and peak RSS of its process tree.
+
+    CPU time (user + system of luigi and every worker it forked, from ``wait4``) does not
+    grow when other jobs share the machine; wall time does.
+    """
     command = [str(Path(sys.executable).with_name("luigi")), "--module", "pipeline", task, "--recipe", str(recipe),
                "--local-scheduler", "--workers", str(workers)]
     env = {**os.environ, "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg")}
     started = time.perf_counter()
-    child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(log, "wb") as output:
+        child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     peak, stop = [0], threading.Event()
 
     def sample() -> None:
@@ -63,12 +69,15 @@ def run_luigi(task: str, recipe: Path, workers: int) -> dict[str, float]:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    _, errors = child.communicate()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
     stop.set()
     sampler.join()
     if child.returncode:
-        raise SystemExit(f"{task} failed (exit {child.returncode}):\n{errors.decode()[-3000:]}")
-    return {"seconds": round(time.perf_counter() - started, 1), "peak_rss_mib": round(peak[0] / 2**20)}
+        raise SystemExit(f"{task} failed (exit {child.returncode}), see {log}")
+    return {"seconds": round(wall, 1), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mib": round(peak[0] / 2**20), "load_1min_after": round(os.getloadavg()[0], 1)}
 
 
 def make_recipe(work: Path, inputs: Path, files_per_batch: int) -> Path:
@@ -97,7 +106,7 @@ def bench(files: int, work: Path, workers: int, files_per_batch: int, end_to_end
     recipe = make_recipe(run_dir, inputs, files_per_batch)
     result = {"files": files, "input_mib": round(size_mib), "stages": {}}
     for stage in STAGES:
-        result["stages"][stage] = run_luigi(stage, recipe, workers)
+        result["stages"][stage] = run_luigi(stage, recipe, workers, run_dir / f"{stage}.log")
     stats = json.loads((run_dir / "out" / "final" / "stats.json").read_text())
     result["rows"] = stats["rows"]["total"]
     result["columns"] = len(json.loads((run_dir / "out" / "final" / "feature_cols.json").read_text()))
@@ -105,19 +114,21 @@ def bench(files: int, work: Path, workers: int, files_per_batch: int, end_to_end
     result["staged_seconds"] = round(sum(s["seconds"] for s in result["stages"].values()), 1)
     if end_to_end:
         shutil.rmtree(run_dir / "out")
-        result["end_to_end"] = run_luigi("BuildDataset", recipe, workers)
+        result["end_to_end"] = run_luigi("BuildDataset", recipe, workers, run_dir / "BuildDataset.log")
     shutil.rmtree(run_dir / "out")
     return result
 
 
 def table(results: list[dict]) -> str:
     """The results as a Markdown table."""
-    lines = ["| files | rows | batches | stage | wall s | peak RSS MiB (tree) |", "|---|---|---|---|---|---|"]
+    lines = ["| files | rows | batches | stage | wall s | CPU s | peak RSS MiB (tree) | load after |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         stages = dict(r["stages"], **({"BuildDataset (one run)": r["end_to_end"]} if "end_to_end" in r else {}))
         for stage, figures in stages.items():
             lines.append(f"| {r['files']} | {r['rows']} | {r['batches']} | {stage} | {figures['seconds']} | "
-                         f"{figures['peak_rss_mib']} |")
+                         f"{figures['cpu_seconds']} | "
+                         f"{figures['peak_rss_mib']} | {figures['load_1min_after']} |")
     return "\n".join(lines)
 
 
