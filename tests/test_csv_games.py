@@ -311,3 +311,28 @@ classes = [0, 1]
     assert run(BuildDataset, recipe)
     masks = np.load(tmp_path / "out" / "final" / "masks_train.npz")
     assert set(masks.files) == {"move", "any_legal"}
+
+
+def test_a_file_with_other_columns_is_recorded_not_merged(tmp_path):
+    games = tmp_path / "games"
+    games.mkdir()
+    (games / "a.csv").write_text("x_1,y\n1,0\n2,1\n")
+    (games / "b.csv").write_text("x_2,y\n5,0\n")  # as wide as a.csv, other column
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f"""
+[dataset]
+name = "t"
+kind = "csv_games"
+input_dir = "{games}"
+output_dir = "{tmp_path / 'out'}"
+[process]
+feature_columns = ["x_*"]
+[process.label_columns.y]
+type = "numeric"
+""")
+    assert run(BuildDataset, recipe)
+    final = tmp_path / "out" / "final"
+    stats = json.loads((final / "stats.json").read_text())
+    assert stats["rows"]["total"] == 2 and stats["files"]["failed"] == 1
+    assert [(f["file"], f["error"]) for f in stats["failures"]["records"]] == [("b.csv", "MetadataMismatch")]
+    assert json.loads((final / "feature_cols.json").read_text()) == ["x_1"]
