@@ -83,7 +83,7 @@ def load_file_output(plan: Plan, relative: str, fingerprint: str) -> tuple[dict,
 def file_output(plan: Plan, file: InputFile, fingerprint: str) -> tuple[dict, dict]:
     """The output of one input file: reused when fresh and intact, else made and saved.
 
-    The metadata says whether it was ``reused``; blobs are written before the .npz,
+    The returned ``meta`` says whether it was ``reused``; blobs are written before the .npz,
     which is the file's commit record.
     """
     layout, recipe = plan.layout, plan.recipe
@@ -95,7 +95,8 @@ def file_output(plan: Plan, file: InputFile, fingerprint: str) -> tuple[dict, di
     arrays = result.arrays
     meta = {"fingerprint": fingerprint, "file": file.relative, "records": result.records,
             "rows": len(arrays["X"]) if arrays else 0, "failed": bool(failures) and not result.records,
-            "failures": failures, "blobs": {name: len(blob) for name, blob in result.blobs.items()}}
+            "failures": failures, "blobs": {name: len(blob) for name, blob in result.blobs.items()},
+            "metadata": result.metadata}
     if keep:
         for name, blob in result.blobs.items():
             with atomic_open(layout.file_blob(file.relative, name)) as handle:
@@ -106,6 +107,17 @@ def file_output(plan: Plan, file: InputFile, fingerprint: str) -> tuple[dict, di
 
 def _row_spec(arrays: dict[str, np.ndarray]) -> dict[str, tuple[str, tuple[int, ...]]]:
     return {name: (array.dtype.str, array.shape[1:]) for name, array in sorted(arrays.items())}
+
+
+def _mismatch(relative: str, file_spec: dict, spec: dict) -> dict[str, Any]:
+    """The failure of a file whose rows or metadata differ from the batch's first file."""
+    if file_spec["arrays"] != spec["arrays"]:
+        return failure(relative, None, "RowShapeMismatch",
+                       f"rows {file_spec['arrays']} differ from the batch's {spec['arrays']}")
+    keys = sorted(k for k in {**spec["metadata"], **file_spec["metadata"]}
+                  if spec["metadata"].get(k) != file_spec["metadata"].get(k))
+    return failure(relative, None, "MetadataMismatch",
+                   f"metadata {', '.join(keys)} differs from the batch's first file (e.g. other columns in the header)")
 
 
 def failure_limit(max_failures: int | float, files: int) -> int:
@@ -143,12 +155,11 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> d
             raise InputError(f"stopped: {stop.read_text()}")
         arrays, meta = file_output(plan, file, fingerprint)
         if arrays and meta["rows"]:
-            file_spec = _row_spec(arrays)
+            file_spec = {"arrays": _row_spec(arrays), "metadata": meta.get("metadata", {})}
             spec = spec or file_spec
             if file_spec != spec:
-                meta = {**meta, "rows": 0, "failed": True, "failures": meta["failures"] + [failure(
-                    file.relative, None, "RowShapeMismatch",
-                    f"rows {file_spec} differ from the batch's {spec}")]}
+                meta = {**meta, "rows": 0, "failed": True,
+                        "failures": meta["failures"] + [_mismatch(file.relative, file_spec, spec)]}
         failures.extend(meta["failures"])
         metas.append(meta)
         if failures and recipe.on_error == "fail":
@@ -160,16 +171,18 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> d
         if progress:
             progress(done, len(batch.files), len(failures), records=sum(m["records"] for m in metas))
     rows = sum(meta["rows"] for meta in metas)
+    arrays_spec = spec["arrays"] if spec else {}
     path = layout.batch(batch.index)
     with atomic_open(path) as handle, NpzWriter(handle) as writer:
-        for name, (dtype, row_shape) in (spec or {}).items():
+        for name, (dtype, row_shape) in arrays_spec.items():
             writer.add(name, _member_chunks(plan, batch, metas, name), np.dtype(dtype), row_shape, rows)
     record = {
         "fingerprint": batch.fingerprint,
         "size": path.stat().st_size,
         "checksum": file_checksum(path),
         "rows": rows,
-        "arrays": {name: {"dtype": dtype, "shape": list(shape)} for name, (dtype, shape) in (spec or {}).items()},
+        "arrays": {name: {"dtype": dtype, "shape": list(shape)} for name, (dtype, shape) in arrays_spec.items()},
+        "metadata": spec["metadata"] if spec else {},
         "files": len(metas),
         "files_failed": sum(meta["failed"] for meta in metas),
         "files_reused": sum(meta["reused"] for meta in metas),

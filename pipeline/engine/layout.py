@@ -73,3 +73,7 @@ class Layout:
     def report(self) -> Path:
         """The run report: report.md and its PNG plots."""
         return self.root / "report"
+
+    def final_metadata(self, key: str) -> Path:
+        """A kind's metadata in ``final/`` (e.g. ``feature_cols.json``)."""
+        return self.final / f"{key}.json"

@@ -2,7 +2,7 @@
 
 Memory holds one chunk at a time, never a whole batch or the whole dataset. The
 manifest (``merged/manifest.json``) is written last: it records the fingerprint, the
-arrays and the run's file and record counts with every failure.
+arrays, the kind's metadata and the run's file and record counts with every failure.
 """
 
 from __future__ import annotations
@@ -34,11 +34,14 @@ def merge_batches(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
     with_rows = [(batch, record) for batch, record in zip(plan.batches, records, strict=True) if record["rows"]]
     if not with_rows:
         raise MergeError(f"no rows: all {plan.file_count} input files failed or were empty")
-    spec = with_rows[0][1]["arrays"]
+    spec, metadata = with_rows[0][1]["arrays"], with_rows[0][1].get("metadata", {})
     for batch, record in with_rows:
         if record["arrays"] != spec:
             raise MergeError(f"batch {batch.index} has arrays {record['arrays']}, batch "
                              f"{with_rows[0][0].index} has {spec}: the kind gave rows of different shapes")
+        if record.get("metadata", {}) != metadata:
+            raise MergeError(f"batch {batch.index} has other metadata than batch {with_rows[0][0].index} "
+                             f"(keys {sorted(record.get('metadata', {}))}): its files have other columns")
     rows = sum(record["rows"] for _, record in with_rows)
     for step, (name, info) in enumerate(sorted(spec.items()), start=1):
         dtype, row_shape = np.dtype(info["dtype"]), tuple(info["shape"])
@@ -57,7 +60,8 @@ def merge_batches(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
         write_npy(layout.merged_array(name), chunks(), dtype, row_shape, rows)
         if progress:
             progress(step, len(spec))
-    manifest = {"fingerprint": plan.merge_fingerprint, "arrays": spec, **summarise(plan, records)}
+    manifest = {"fingerprint": plan.merge_fingerprint, "arrays": spec, "metadata": metadata,
+                **summarise(plan, records)}
     write_json(layout.merged_manifest, manifest)
     return manifest
 

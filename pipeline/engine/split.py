@@ -94,7 +94,7 @@ def standardiser(normalization: dict[str, list]) -> Callable[[np.ndarray], np.nd
 
 
 def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Write ``final/``: X, labels, masks and groups per split, stats, and the manifest."""
+    """Write ``final/``: X, labels, masks and groups per split, stats, the kind's metadata, the manifest."""
     layout = plan.layout
     manifest = read_json(layout.merged_manifest)
     names = sorted(manifest["arrays"])
@@ -138,6 +138,13 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
     }
     write_json(layout.stats, stats)
     written.append(layout.stats.name)
+    for key, value in sorted(manifest.get("metadata", {}).items()):
+        write_json(layout.final_metadata(key), value)
+        written.append(layout.final_metadata(key).name)
+    for stale in layout.final.iterdir():  # outputs of an earlier run with other settings or metadata
+        if stale.is_file() and stale.name not in written and stale != layout.final_manifest \
+                and not stale.name.startswith("."):
+            stale.unlink()
     files = {name: (layout.final / name).stat().st_size for name in written}
     write_json(layout.final_manifest, {"fingerprint": plan.split_fingerprint, "files": files})
     return stats

@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from pipeline.kinds import command, ptv, ticks, trmph
+from pipeline.kinds import command, csv_games, ptv, ticks, trmph
 from pipeline.kinds.base import Kind
 
-BUILTIN: dict[str, Kind] = {kind.name: kind for kind in (trmph.KIND, command.KIND, ptv.KIND, ticks.KIND)}
+BUILTIN: dict[str, Kind] = {
+    kind.name: kind for kind in (trmph.KIND, csv_games.KIND, ticks.KIND, ptv.KIND, command.KIND)
+}
 ENTRY_POINTS = "pipeline.kinds"
 
 

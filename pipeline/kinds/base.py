@@ -18,17 +18,26 @@ with the :class:`RecordError` list; a problem with the whole file is raised as a
 exception and recorded by the engine with the exception's class and message. A kind
 whose product is a file per input (a ``command``) returns it as ``blobs``: named bytes
 the engine writes atomically beside the per-file output.
+
+A :class:`FileResult` may also carry ``metadata``: JSON-able descriptions of the rows
+(the names of X's columns, the classes of a label head), keyed by a plain name. It must
+be the same for every file of a dataset; each key becomes ``final/<key>.json``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+METADATA_KEY = re.compile(r"[a-z0-9_]+")
+RESERVED_METADATA = frozenset({"manifest", "stats", "normalization"})
+"""Metadata keys that would clash with the engine's own files in ``final/``."""
 
 REQUIRED = object()
 """Marks a :class:`Setting` that has no default and must be given in the recipe."""
@@ -57,12 +66,13 @@ class RecordError:
 
 @dataclass
 class FileResult:
-    """What reading one input file gave: its rows, good record count and bad records."""
+    """What reading one input file gave: its rows, good record count, bad records, metadata."""
 
     arrays: dict[str, np.ndarray]
     records: int
     errors: list[RecordError] = field(default_factory=list)
     blobs: dict[str, bytes] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 Reader = Callable[[Path, Mapping[str, Any]], "FileResult | dict[str, np.ndarray]"]
@@ -131,5 +141,8 @@ def as_file_result(value: Any) -> FileResult:
             raise ValueError(f"reader returned {name!r} of object dtype; use numeric arrays")
     if "group" in arrays:
         arrays["group"] = arrays["group"].astype(np.uint64, copy=False)
+    for key in value.metadata:
+        if not METADATA_KEY.fullmatch(key) or key in RESERVED_METADATA:
+            raise ValueError(f"reader returned metadata key {key!r}: use [a-z0-9_]+, not {sorted(RESERVED_METADATA)}")
     value.arrays = arrays
     return value

@@ -91,6 +91,8 @@ class MergeBatches(DatasetTask):
 
     def run(self) -> None:
         plan = self.plan
+        # Rebuilt here, not yielded as ProcessBatch: the scheduler ignores a task that turns
+        # incomplete within seconds of being reported done (stable_done_cooldown_secs).
         for batch in plan.batches:
             problem = verify_batch(plan, batch)
             if problem:
