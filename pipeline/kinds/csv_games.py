@@ -323,7 +323,7 @@ def read(path: Path, settings: Mapping[str, Any]) -> FileResult:
         keep[list(bad)] = False
         arrays = {name: array[keep] for name, array in arrays.items()}
     metadata = {"feature_cols": columns.names, "label_mappings": label_mappings(settings, columns)}
-    return FileResult(arrays, rows - len(bad), errors, metadata)
+    return FileResult(arrays, rows - len(bad), errors, metadata=metadata)
 
 
 KIND = Kind(
