@@ -8,7 +8,8 @@ import luigi
 class resources(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section
     """[resources]: memory use of the streaming stages."""
 
-    chunk_mb = luigi.IntParameter(default=64, description="rows streamed per chunk by merge and split, in MiB")
+    chunk_mb = luigi.IntParameter(
+        default=64, description="rows per chunk streamed by merge and split, and held in memory by a batch, in MiB")
 
     @property
     def chunk_bytes(self) -> int:

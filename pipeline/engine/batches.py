@@ -94,12 +94,20 @@ def _row_spec(arrays: dict[str, np.ndarray]) -> dict[str, tuple[str, tuple[int, 
     return {name: (array.dtype.str, array.shape[1:]) for name, array in sorted(arrays.items())}
 
 
-def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> dict[str, Any]:
-    """Make every file output of ``batch`` and the batch file; return the batch record."""
+def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold_bytes: int = 0) -> dict[str, Any]:
+    """Make every file output of ``batch`` and the batch file; return the batch record.
+
+    Rows of up to ``hold_bytes`` stay in memory for writing the batch file; the files
+    beyond that budget are read back from their outputs, so memory stays bounded.
+    """
     layout, on_error = plan.layout, plan.recipe.on_error
-    metas, spec, failures = [], None, []
+    metas, spec, failures, held, held_bytes = [], None, [], [], 0
     for done, (file, fingerprint) in enumerate(zip(batch.files, batch.file_fingerprints, strict=True), start=1):
         arrays, meta = file_output(plan, file, fingerprint)
+        size = sum(array.nbytes for array in arrays.values())
+        hold = bool(meta["rows"]) and held_bytes + size <= hold_bytes
+        held.append(arrays if hold else None)
+        held_bytes += size if hold else 0
         if arrays and meta["rows"]:
             file_spec = _row_spec(arrays)
             spec = spec or file_spec
@@ -118,7 +126,7 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> d
     with atomic_open(path) as handle:
         writer = NpzWriter(handle)
         for name, (dtype, row_shape) in (spec or {}).items():
-            writer.add(name, _member_chunks(plan, batch, metas, name), np.dtype(dtype), row_shape, rows)
+            writer.add(name, _member_chunks(plan, batch, metas, held, name), np.dtype(dtype), row_shape, rows)
         writer.close()
     record = {
         "fingerprint": batch.fingerprint,
@@ -136,12 +144,16 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> d
     return record
 
 
-def _member_chunks(plan: Plan, batch: Batch, metas: list[dict], name: str):
-    """One array of each file output with rows, read back from disk in file order."""
-    for file, meta in zip(batch.files, metas, strict=True):
-        if meta["rows"]:
-            with np.load(plan.layout.file_output(file.relative), allow_pickle=False) as data:
-                yield data[name]
+def _member_chunks(plan: Plan, batch: Batch, metas: list[dict], held: list[dict | None], name: str):
+    """One array of each file output with rows in file order: held in memory, else read back."""
+    for file, meta, arrays in zip(batch.files, metas, held, strict=True):
+        if not meta["rows"]:
+            continue
+        if arrays is not None:
+            yield arrays[name]
+            continue
+        with np.load(plan.layout.file_output(file.relative), allow_pickle=False) as data:
+            yield data[name]
 
 
 def batch_is_complete(plan: Plan, batch: Batch) -> bool:

@@ -61,7 +61,7 @@ class ProcessBatch(DatasetTask):
         return CheckedTarget(plan.layout.batch(self.batch), lambda: batch_is_complete(plan, plan.batches[self.batch]))
 
     def run(self) -> None:
-        build_batch(self.plan, self.plan.batches[self.batch], TaskProgress(self, "files"))
+        build_batch(self.plan, self.plan.batches[self.batch], TaskProgress(self, "files"), resources().chunk_bytes)
 
 
 class BuildBatches(DatasetTask, luigi.WrapperTask):
@@ -87,7 +87,7 @@ class MergeBatches(DatasetTask):
             problem = verify_batch(plan, batch)
             if problem:
                 logger.warning("batch %d is corrupt (%s); rebuilding it alone", batch.index, problem)
-                build_batch(plan, batch, TaskProgress(self, f"files of batch {batch.index}"))
+                build_batch(plan, batch, TaskProgress(self, f"files of batch {batch.index}"), resources().chunk_bytes)
         for folder in (plan.layout.files, plan.layout.intermediate, plan.layout.merged):
             remove_stale_temps(folder)
         progress = TaskProgress(self, "arrays")
