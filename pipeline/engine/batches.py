@@ -1,7 +1,9 @@
 """Processing one batch of input files: per-file outputs reused or made, then one batch file.
 
-Each input file gets its own output (``files/<relative>.npz``, with its fingerprint and
-failure records inside), so an interrupted batch resumes file by file. The batch file
+An input file whose processing took long enough gets its own output
+(``files/<relative>.npz``, with its fingerprint and failure records inside), so an
+interrupted batch resumes file by file; a cheaper file is redone after a crash, as
+redoing it costs less than writing one more file. The batch file
 (``intermediate/batch_NNNN.npz``) is the per-file rows concatenated, streamed member by
 member; its record (``batch_NNNN.json``: fingerprint, size, checksum, counts, failures)
 is written last and is what marks the batch complete.
@@ -10,6 +12,7 @@ is written last and is what marks the batch complete.
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -73,19 +76,26 @@ def load_file_output(path: Path, fingerprint: str) -> tuple[dict, dict] | None:
     return arrays, meta
 
 
-def file_output(plan: Plan, file: InputFile, fingerprint: str) -> tuple[dict, dict]:
-    """The output of one input file: reused when fresh and intact, else made and saved."""
+def file_output(plan: Plan, file: InputFile, fingerprint: str, checkpoint_s: float = 0.0,
+                room: int = 0) -> tuple[dict, dict]:
+    """The output of one input file: reused when fresh and intact, else made.
+
+    A made output is saved when making it took at least ``checkpoint_s`` seconds, or when
+    its rows exceed ``room`` bytes (the batch cannot hold them and reads them back).
+    """
     layout, recipe = plan.layout, plan.recipe
     out = layout.file_output(file.relative)
     cached = load_file_output(out, fingerprint)
     if cached is not None:
         return cached
+    started = time.perf_counter()
     arrays, failures, records, keep = process_file(
         recipe.kind, recipe.kind_settings, recipe.input_dir / file.relative, file.relative)
     rows = len(arrays["X"]) if arrays else 0
     meta = {"fingerprint": fingerprint, "file": file.relative, "records": records, "rows": rows,
             "failed": not arrays, "failures": failures}
-    if keep:
+    took = time.perf_counter() - started
+    if keep and (took >= checkpoint_s or sum(array.nbytes for array in arrays.values()) > room):
         save_npz(out, {**arrays, META: np.array(json.dumps(meta))})
     return arrays, meta
 
@@ -94,16 +104,19 @@ def _row_spec(arrays: dict[str, np.ndarray]) -> dict[str, tuple[str, tuple[int, 
     return {name: (array.dtype.str, array.shape[1:]) for name, array in sorted(arrays.items())}
 
 
-def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold_bytes: int = 0) -> dict[str, Any]:
+def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold_bytes: int = 0,
+                checkpoint_s: float = 0.0) -> dict[str, Any]:
     """Make every file output of ``batch`` and the batch file; return the batch record.
 
     Rows of up to ``hold_bytes`` stay in memory for writing the batch file; the files
-    beyond that budget are read back from their outputs, so memory stays bounded.
+    beyond that budget are read back from their outputs, so memory stays bounded. A file
+    whose processing took less than ``checkpoint_s`` gets no output of its own unless it
+    is beyond the budget.
     """
     layout, on_error = plan.layout, plan.recipe.on_error
     metas, spec, failures, held, held_bytes = [], None, [], [], 0
     for done, (file, fingerprint) in enumerate(zip(batch.files, batch.file_fingerprints, strict=True), start=1):
-        arrays, meta = file_output(plan, file, fingerprint)
+        arrays, meta = file_output(plan, file, fingerprint, checkpoint_s, hold_bytes - held_bytes)
         size = sum(array.nbytes for array in arrays.values())
         hold = bool(meta["rows"]) and held_bytes + size <= hold_bytes
         held.append(arrays if hold else None)

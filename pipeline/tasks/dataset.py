@@ -12,7 +12,7 @@ from pathlib import Path
 
 import luigi
 
-from pipeline.config import resources
+from pipeline.config import processing, resources
 from pipeline.engine.batches import batch_is_complete, build_batch, verify_batch
 from pipeline.engine.merge import merge_batches, merge_is_complete
 from pipeline.engine.plan import Plan, plan_for
@@ -33,6 +33,11 @@ class RecipeParameter(luigi.Parameter):
         path = str(Path(x).resolve())
         load_recipe(path)
         return path
+
+
+def batch_settings() -> dict:
+    """The luigi.cfg settings of build_batch: memory budget and checkpoint threshold."""
+    return {"hold_bytes": resources().chunk_bytes, "checkpoint_s": processing().checkpoint_ms / 1000}
 
 
 class DatasetTask(luigi.Task):
@@ -61,7 +66,7 @@ class ProcessBatch(DatasetTask):
         return CheckedTarget(plan.layout.batch(self.batch), lambda: batch_is_complete(plan, plan.batches[self.batch]))
 
     def run(self) -> None:
-        build_batch(self.plan, self.plan.batches[self.batch], TaskProgress(self, "files"), resources().chunk_bytes)
+        build_batch(self.plan, self.plan.batches[self.batch], TaskProgress(self, "files"), **batch_settings())
 
 
 class BuildBatches(DatasetTask, luigi.WrapperTask):
@@ -87,7 +92,7 @@ class MergeBatches(DatasetTask):
             problem = verify_batch(plan, batch)
             if problem:
                 logger.warning("batch %d is corrupt (%s); rebuilding it alone", batch.index, problem)
-                build_batch(plan, batch, TaskProgress(self, f"files of batch {batch.index}"), resources().chunk_bytes)
+                build_batch(plan, batch, TaskProgress(self, f"files of batch {batch.index}"), **batch_settings())
         for folder in (plan.layout.files, plan.layout.intermediate, plan.layout.merged):
             remove_stale_temps(folder)
         progress = TaskProgress(self, "arrays")
