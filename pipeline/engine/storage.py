@@ -96,7 +96,11 @@ def _alive(pid: int) -> bool:
 
 def digest(data: Any) -> str:
     """A short stable hash of JSON-able ``data``: the fingerprint of what made an output."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return digest_text(json.dumps(data, sort_keys=True, separators=(",", ":"), default=str))
+
+
+def digest_text(text: str) -> str:
+    """The short stable hash of a string; :func:`digest` without the JSON, for hot loops."""
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
