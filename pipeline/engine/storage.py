@@ -127,7 +127,7 @@ class ArrayWriter:
         chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
         if chunk.shape[1:] != self.row_shape:
             raise ValueError(f"rows of shape {chunk.shape[1:]} where {self.row_shape} is expected")
-        self.handle.write(chunk.tobytes())
+        self.handle.write(memoryview(chunk.reshape(-1).view(np.uint8)))  # the bytes in place, no copy
         self.written += len(chunk)
 
     def close(self) -> None:
