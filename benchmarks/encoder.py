@@ -63,7 +63,11 @@ def _best(function, repeats: int) -> tuple[float, dict]:
 
 
 def compare(scratch: Path, games: int, size: int = 13, repeats: int = 3) -> dict:
-    """Positions per second (one core) of ``trmph.read`` and of :func:`naive_read` on the same games."""
+    """Positions per second (one core) of ``trmph.read`` and of :func:`naive_read` on the same games.
+
+    Also the output floor: allocating and filling the boards array alone (``np.ones``),
+    the most any encoder producing that array could reach on this machine.
+    """
     path = scratch / "encoder" / f"games-{games}-{size}.trmph"
     if not path.exists():
         write_games(path, games, size, seed=1)
@@ -74,6 +78,8 @@ def compare(scratch: Path, games: int, size: int = 13, repeats: int = 3) -> dict
         if not np.array_equal(fast[name], array) or fast[name].dtype != array.dtype:
             raise AssertionError(f"the naive encoder disagrees with trmph.read on {name!r}")
     positions = len(fast["X"])
+    floor_s, _ = _best(lambda: {"X": np.ones(fast["X"].shape, dtype=np.uint8)}, repeats)
     return {"games": games, "board_size": size, "positions": positions,
             "vectorised_positions_per_s": positions / fast_s, "naive_positions_per_s": positions / naive_s,
-            "speedup": naive_s / fast_s}
+            "speedup": naive_s / fast_s, "output_floor_positions_per_s": positions / floor_s,
+            "speedup_ceiling": naive_s / floor_s}

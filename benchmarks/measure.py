@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -19,9 +20,10 @@ BENCHMARKS = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class Run:
-    """One finished subprocess: wall seconds, peak RSS of its process tree (bytes), its stderr."""
+    """One finished subprocess: wall and CPU seconds (its whole tree), peak RSS of the tree, stderr."""
 
     seconds: float
+    cpu_seconds: float
     peak_rss: int
     stderr: str
 
@@ -72,6 +74,7 @@ def run(command: list[str], cwd: Path, sample_s: float = 0.0, timeout: float = 9
     A non-zero exit raises, with the end of stderr.
     """
     with tempfile.TemporaryFile("w+") as err:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         process = psutil.Popen(command, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=err)
         peak = 0
@@ -83,8 +86,10 @@ def run(command: list[str], cwd: Path, sample_s: float = 0.0, timeout: float = 9
             time.sleep(sample_s)
         code = process.wait(timeout)
         seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         err.seek(0)
         stderr = err.read()
     if code != 0:
         raise RuntimeError(f"{' '.join(command)} exited {code}:\n{stderr[-3000:]}")
-    return Run(seconds, peak, stderr)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return Run(seconds, cpu, peak, stderr)

@@ -47,23 +47,24 @@ def render(r: dict) -> str:
         "Medians of the runs listed; runs interleaved pipeline, baseline, per worker count. "
         f"Baseline wrote the same final arrays as the pipeline: {'yes' if t['same_arrays'] else 'NO'}.",
         "",
-        "| workers | pipeline s | baseline s | floor s | overhead ratio | pipeline / floor | files/s "
+        "| workers | pipeline s | baseline s | floor s | overhead ratio | CPU ratio | pipeline / floor | files/s "
         "| records/s | rows/s | baseline files/s | pipeline runs s | baseline runs s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for workers, w in sorted(t["workers"].items()):
         lines.append(
             f"| {workers} | {w['pipeline_s']:.2f} | {w['baseline_s']:.2f} | {w['floor_s']:.2f} "
-            f"| {w['overhead_ratio']:.2f} | {w['floor_ratio']:.2f} | {w['files_per_s']:,.0f} "
+            f"| {w['overhead_ratio']:.2f} | {w['cpu_ratio']:.2f} | {w['floor_ratio']:.2f} | {w['files_per_s']:,.0f} "
             f"| {w['records_per_s']:,.0f} | {w['rows_per_s']:,.0f} | {w['baseline_files_per_s']:,.0f} "
             f"| {', '.join(f'{s:.2f}' for s in w['runs']['pipeline'])} "
             f"| {', '.join(f'{s:.2f}' for s in w['runs']['baseline'])} |")
     lines += ["", "### No-op re-run (everything complete, 1 worker) and task counts", "",
               "| input files | full build s (2 workers) | tasks scheduled by the build | no-op s (median) "
-              "| no-op runs s | tasks in the no-op run | tasks run again |",
-              "|---|---|---|---|---|---|---|"]
+              "| no-op CPU s | no-op runs s | tasks in the no-op run | tasks run again |",
+              "|---|---|---|---|---|---|---|---|"]
     for n in r["noop"]:
         lines.append(f"| {n['files']:,} | {n['build_s']:.1f} | {n['build_tasks']} | {n['noop_s']:.2f} "
+                     f"| {n['noop_cpu_s']:.2f} "
                      f"| {', '.join(f'{s:.2f}' for s in n['noop_runs'])} | {n['noop_tasks']} | {n['noop_ran']} |")
     lines += ["", "### Peak RSS of MergeBatches and SplitDataset run alone "
               f"(1 worker, chunk_mb = {mem['chunk_mb']})",
@@ -79,7 +80,10 @@ def render(r: dict) -> str:
               "| encoder | positions/s |", "|---|---|",
               f"| `trmph.read` (vectorised) | {enc['vectorised_positions_per_s']:,.0f} |",
               f"| per-position Python (`benchmarks/encoder.py`) | {enc['naive_positions_per_s']:,.0f} |",
-              f"| speed-up | {enc['speedup']:.1f}x |"]
+              f"| output floor: allocating and filling the boards alone | {enc['output_floor_positions_per_s']:,.0f} |",
+              "",
+              f"Speed-up {enc['speedup']:.1f}x; the output floor caps any encoder of these boards at "
+              f"{enc['speedup_ceiling']:.0f}x the per-position version on this machine."]
     return "\n".join(lines)
 
 

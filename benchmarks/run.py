@@ -109,7 +109,8 @@ def throughput(scratch: Path, kind: str, mode: Mode) -> dict:
     """Pipeline vs baseline vs compute floor with 1 and 2 workers, runs interleaved, medians."""
     recipe, out = dataset(scratch, kind, mode.throughput_files, "normal", "throughput")
     base_out = scratch / "out" / f"{out.name}-baseline"
-    times: dict[int, dict[str, list[float]]] = {w: {"pipeline": [], "baseline": []} for w in (1, 2)}
+    times: dict[int, dict[str, list[float]]] = {
+        w: {"pipeline": [], "baseline": [], "pipeline_cpu": [], "baseline_cpu": []} for w in (1, 2)}
     floor, tasks, same = [], 0, None
     for _ in range(mode.repeats):
         floor.append(compute_floor(recipe))
@@ -117,10 +118,11 @@ def throughput(scratch: Path, kind: str, mode: Mode) -> dict:
             shutil.rmtree(out, ignore_errors=True)
             shutil.rmtree(base_out, ignore_errors=True)
             run = measure.run(measure.luigi_command("BuildDataset", recipe, workers), scratch)
-            times[workers]["pipeline"].append(run.seconds)
+            base = measure.run(measure.baseline_command(recipe, workers, base_out), scratch)
             tasks = run.scheduled
-            times[workers]["baseline"].append(measure.run(measure.baseline_command(recipe, workers, base_out),
-                                                          scratch).seconds)
+            for name, each in (("pipeline", run), ("baseline", base)):
+                times[workers][name].append(each.seconds)
+                times[workers][f"{name}_cpu"].append(each.cpu_seconds)
             same = same_arrays(out / "final", base_out) if same is None else same
     stats = json.loads((out / "final" / "stats.json").read_text())
     files, records, rows = stats["files"]["discovered"], stats["records"]["processed"], stats["rows"]["total"]
@@ -130,9 +132,11 @@ def throughput(scratch: Path, kind: str, mode: Mode) -> dict:
               "floor_1_worker_s": statistics.median(floor), "workers": {}}
     for workers, runs in times.items():
         pipeline, baseline = statistics.median(runs["pipeline"]), statistics.median(runs["baseline"])
+        cpu = statistics.median(runs["pipeline_cpu"]) / statistics.median(runs["baseline_cpu"])
+        floor_s = statistics.median(floor) / workers
         result["workers"][workers] = {
-            "pipeline_s": pipeline, "baseline_s": baseline, "floor_s": statistics.median(floor) / workers,
-            "overhead_ratio": pipeline / baseline, "floor_ratio": pipeline / (statistics.median(floor) / workers),
+            "pipeline_s": pipeline, "baseline_s": baseline, "floor_s": floor_s,
+            "overhead_ratio": pipeline / baseline, "cpu_ratio": cpu, "floor_ratio": pipeline / floor_s,
             "files_per_s": files / pipeline, "records_per_s": records / pipeline, "rows_per_s": rows / pipeline,
             "baseline_files_per_s": files / baseline, "runs": runs}
     shutil.rmtree(out, ignore_errors=True)
@@ -153,6 +157,7 @@ def noop(scratch: Path, kind: str, files: int, repeats: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     return {"files": files, "build_s": build.seconds, "build_tasks": build.scheduled,
             "noop_s": statistics.median(r.seconds for r in again), "noop_runs": [r.seconds for r in again],
+            "noop_cpu_s": statistics.median(r.cpu_seconds for r in again),
             "noop_tasks": again[0].scheduled, "noop_ran": max(r.ran for r in again)}
 
 
@@ -212,7 +217,7 @@ def run_all(scratch: Path, kind: str, mode_name: str) -> dict:
     started = time.perf_counter()
     results = {"mode": mode_name, "kind": kind, "machine": machine(),
                "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]])}
-    results["encoder"] = encoder.compare(scratch, mode.encoder_games, repeats=max(1, mode.repeats))
+    results["encoder"] = encoder.compare(scratch, mode.encoder_games, repeats=3)
     results["throughput"] = throughput(scratch, kind, mode)
     results["noop"] = [noop(scratch, kind, files, max(1, mode.repeats)) for files in mode.noop_files]
     results["memory"] = memory(scratch, kind, mode)
