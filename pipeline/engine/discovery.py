@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InputFile:
     """An input file by its path relative to the input folder, with its size and mtime."""
 
@@ -53,20 +53,21 @@ def discover(input_dir: Path, pattern: str) -> list[InputFile]:
     while folders:
         folder, prefix = folders.pop()
         try:
-            entries = list(os.scandir(folder))
+            entries = os.scandir(folder)
         except OSError:
             continue
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                folders.append((entry.path, f"{prefix}{entry.name}/"))
-                continue
-            relative = prefix + entry.name
-            if entry.name.startswith(".") or not match(relative) or entry.is_dir():
-                continue
-            try:
-                stat = entry.stat()
-                found.append(InputFile(relative, stat.st_size, stat.st_mtime_ns))
-            except OSError:
-                found.append(InputFile(relative, -1, -1))
+        with entries:  # iterated, not listed: a folder of 100k files never holds 100k entries at once
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append((entry.path, f"{prefix}{entry.name}/"))
+                    continue
+                relative = prefix + entry.name
+                if entry.name.startswith(".") or not match(relative) or entry.is_dir():
+                    continue
+                try:
+                    stat = entry.stat()
+                    found.append(InputFile(relative, stat.st_size, stat.st_mtime_ns))
+                except OSError:
+                    found.append(InputFile(relative, -1, -1))
     found.sort(key=lambda f: f.relative)
     return found
