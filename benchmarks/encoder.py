@@ -53,12 +53,13 @@ def write_games(path: Path, games: int, size: int, seed: int) -> None:
     path.write_text("".join(game_line(*random_game(size, rng), size, url=False) + "\n" for _ in range(games)))
 
 
-def _best(function, repeats: int) -> tuple[float, dict]:
-    times, result = [], None
+def _median_cpu(function, repeats: int) -> tuple[float, dict]:
+    """Median CPU seconds of ``function()`` (one core; steady on a shared machine) after one warm-up call."""
+    times, result = [], function()
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = time.process_time()
         result = function()
-        times.append(time.perf_counter() - started)
+        times.append(time.process_time() - started)
     return float(np.median(times)), result
 
 
@@ -72,13 +73,13 @@ def compare(scratch: Path, games: int, size: int = 13, repeats: int = 3) -> dict
     if not path.exists():
         write_games(path, games, size, seed=1)
     settings = {"board_size": size, "position_selector": "all"}
-    fast_s, fast = _best(lambda: trmph.read(path, settings).arrays, repeats)
-    naive_s, naive = _best(lambda: naive_read(path, size), repeats)
+    fast_s, fast = _median_cpu(lambda: trmph.read(path, settings).arrays, repeats)
+    naive_s, naive = _median_cpu(lambda: naive_read(path, size), repeats)
     for name, array in naive.items():
         if not np.array_equal(fast[name], array) or fast[name].dtype != array.dtype:
             raise AssertionError(f"the naive encoder disagrees with trmph.read on {name!r}")
     positions = len(fast["X"])
-    floor_s, _ = _best(lambda: {"X": np.ones(fast["X"].shape, dtype=np.uint8)}, repeats)
+    floor_s, _ = _median_cpu(lambda: {"X": np.ones(fast["X"].shape, dtype=np.uint8)}, repeats)
     return {"games": games, "board_size": size, "positions": positions,
             "vectorised_positions_per_s": positions / fast_s, "naive_positions_per_s": positions / naive_s,
             "speedup": naive_s / fast_s, "output_floor_positions_per_s": positions / floor_s,

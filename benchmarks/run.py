@@ -24,9 +24,11 @@ from pathlib import Path
 
 import corpora
 import encoder
+import luigi
 import measure
 import numpy as np
 import psutil
+import report
 import toml
 
 from pipeline.engine.batches import process_file
@@ -184,8 +186,6 @@ def memory(scratch: Path, kind: str, mode: Mode) -> dict:
 
 
 def machine() -> dict:
-    import luigi
-
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     return {"nproc": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
@@ -246,8 +246,6 @@ def main() -> None:
         args.json.write_text(text + "\n")
     doc = args.doc or (None if args.quick else measure.ROOT / "docs" / "performance.md")
     if doc:
-        import report
-
         report.write(doc, results)
     print(text)
 
