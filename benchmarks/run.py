@@ -61,7 +61,7 @@ class Mode:
 MODES = {
     "quick": Mode(throughput_files=600, repeats=1, noop_files=(2000,), memory_files=60, memory_scales=(1, 4),
                   chunk_mb=1, encoder_games=100),
-    "full": Mode(throughput_files=10_000, repeats=3, noop_files=(10_000, 100_000), memory_files=400,
+    "full": Mode(throughput_files=10_000, repeats=5, noop_files=(10_000, 100_000), memory_files=400,
                  memory_scales=(1, 4, 16), chunk_mb=4, encoder_games=2000),
 }
 
