@@ -16,8 +16,8 @@ WINNER = {"b": 0.0, "1": 0.0, "r": 1.0, "2": 1.0}
 def naive_read(path: Path, size: int) -> dict[str, np.ndarray]:
     """Per-position Python: parse each move by hand, copy the board once per position.
 
-    This is how the upstream project encoded games: a loop over moves that records the
-    current board, then places the stone.
+    A loop over moves that records the current board, then places the stone: the
+    straightforward encoding the benchmark issue compares against.
     """
     boards, policies, values, players, groups = [], [], [], [], []
     for line in path.read_text().splitlines():
