@@ -140,19 +140,19 @@ def encode_games(cells: np.ndarray, lengths: np.ndarray, values: np.ndarray, siz
     first_move = np.cumsum(lengths) - lengths
     move = np.arange(cells.size) - np.repeat(first_move, lengths)
     dtype = np.uint8 if cell_count < np.iinfo(np.uint8).max else np.uint16
-    played = np.full((games, 2, cell_count), np.iinfo(dtype).max, dtype=dtype)
-    played[np.repeat(np.arange(games), lengths), move % 2, cells] = move
+    played = np.full((games, 2 * cell_count), np.iinfo(dtype).max, dtype=dtype)  # [colour][cell], flat
+    played[np.repeat(np.arange(games), lengths), move % 2 * cell_count + cells] = move
     counts = lengths + 1 if selector == "all" else np.ones(games, dtype=np.int64)
     ends = np.cumsum(counts)
     position = {"all": np.arange(int(ends[-1]) if games else 0) - np.repeat(ends - counts, counts),
                 "final": lengths, "penultimate": lengths - 1}[selector]
-    boards = np.empty((position.size, 2, cell_count), dtype=bool)
+    boards = np.empty((position.size, 2 * cell_count), dtype=bool)
     if selector == "all":
-        steps = np.arange(int(counts.max()) if games else 0, dtype=dtype)[:, None, None]
+        steps = np.arange(int(counts.max()) if games else 0, dtype=dtype)[:, None]
         for game, (end, count) in enumerate(zip(ends.tolist(), counts.tolist(), strict=True)):
             np.less(played[game], steps[:count], out=boards[end - count:end])
     else:
-        np.less(played, position.astype(dtype)[:, None, None], out=boards)
+        np.less(played, position.astype(dtype)[:, None], out=boards)
     game_of = np.repeat(np.arange(games), counts)
     next_move = np.where(position < lengths[game_of], first_move[game_of] + position, cells.size)
     rows = {
