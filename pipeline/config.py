@@ -8,7 +8,8 @@ import luigi
 class streaming(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section
     """[streaming]: memory use of the merge and split, which stream their rows chunk by chunk."""
 
-    chunk_mb = luigi.IntParameter(default=64, description="rows streamed per chunk by merge and split, in MiB")
+    chunk_mb = luigi.IntParameter(
+        default=64, description="rows per chunk streamed by merge and split, and held in memory by a batch, in MiB")
 
     @property
     def chunk_bytes(self) -> int:
@@ -30,11 +31,14 @@ class guard(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg secti
 
 
 class processing(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section
-    """[processing]: how many tasks run at once."""
+    """[processing]: how many tasks run at once, and how batches trade resumability against speed."""
 
     workers = luigi.IntParameter(
         default=1, description="parallel worker processes; `python -m pipeline ... --workers N` overrides it; "
                                "capped to the CPU count")
+    checkpoint_ms = luigi.FloatParameter(
+        default=0.0, description="a file processed faster than this (ms) gets no output of its own and is redone "
+                                 "after a crash; 0 keeps every file's output (resume per file)")
 
 
 class progress(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section

@@ -164,3 +164,31 @@ def test_generated_games_are_complete_and_won_by_the_recorded_side(tmp_path):
             assert connects(board[winner].astype(bool), axis=winner)
             before = trmph.encode_game(cells, value, 7, "penultimate")["X"][0]
             assert not connects(before[winner].astype(bool), axis=winner), "the game ends when it is won"
+
+
+@pytest.mark.parametrize("selector", trmph.SELECTORS)
+def test_reading_a_file_at_once_equals_reading_its_games_one_by_one(tmp_path, selector):
+    """read() parses and encodes all games together; each game alone must give the same rows and errors."""
+    lines = [line for path in write_corpus(tmp_path / "in", files=1, games=12, size=7, seed=9)
+             for line in path.read_text().splitlines()]
+    lines[2] = lines[2].replace(",", ",01", 1)  # starts with a digit
+    lines[5] = lines[5].split()[0] + "a1a1 b"  # cell played twice (or off board)
+    lines[7] = lines[7][:9] + "é" + lines[7][10:]  # not a coordinate
+    lines[9] = "#7,a1b2 x"  # unknown winner
+    path = tmp_path / "mixed.trmph"
+    path.write_text("\n".join(lines) + "\n")
+    result = trmph.read(path, {"board_size": 7, "position_selector": selector})
+    expected, errors = [], []
+    for number, line in enumerate(lines, start=1):
+        try:
+            cells, value, key = trmph.parse_game(line, 7)
+        except trmph.GameError as exc:
+            errors.append((number, exc.error, str(exc)))
+            continue
+        rows = trmph.encode_game(cells, value, 7, selector)
+        expected.append({**rows, "group": np.full(len(rows["X"]), trmph.group_id(key), dtype=np.uint64)})
+    assert [(e.line, e.error, e.message) for e in result.errors] == errors and len(errors) == 4
+    assert result.records == len(expected) == 8
+    for name in ("X", "policy", "value", "player_to_move", "group"):
+        want = np.concatenate([rows[name] for rows in expected])
+        assert result.arrays[name].dtype == want.dtype and np.array_equal(result.arrays[name], want), name

@@ -80,24 +80,29 @@ def load_file_output(plan: Plan, relative: str, fingerprint: str) -> tuple[dict,
     return arrays, meta
 
 
-def file_output(plan: Plan, file: InputFile, fingerprint: str) -> tuple[dict, dict]:
+def file_output(plan: Plan, file: InputFile, fingerprint: str, checkpoint_s: float = 0.0,
+                room: int = 0) -> tuple[dict, dict]:
     """The output of one input file: reused when fresh and intact, else made and saved.
 
-    The returned ``meta`` says whether it was ``reused``; blobs are written before the .npz,
-    which is the file's commit record.
+    Blobs are written before the .npz, which is the file's commit record. With a
+    ``checkpoint_s`` above 0, a file made faster than that whose rows fit in ``room`` bytes
+    (what the batch still holds in memory) and that has no blobs is not saved: redoing it
+    after a crash costs less than writing it. The returned ``meta`` says whether it was ``reused``.
     """
     layout, recipe = plan.layout, plan.recipe
     cached = load_file_output(plan, file.relative, fingerprint)
     if cached is not None:
         return cached[0], {**cached[1], "reused": True}
+    started = time.perf_counter()
     result, failures, keep = process_file(
         recipe.kind, recipe.kind_settings, recipe.input_dir / file.relative, file.relative)
+    took = time.perf_counter() - started
     arrays = result.arrays
     meta = {"fingerprint": fingerprint, "file": file.relative, "records": result.records,
             "rows": len(arrays["X"]) if arrays else 0, "failed": bool(failures) and not result.records,
             "failures": failures, "blobs": {name: len(blob) for name, blob in result.blobs.items()},
             "metadata": result.metadata}
-    if keep:
+    if keep and (result.blobs or took >= checkpoint_s or sum(a.nbytes for a in arrays.values()) > room):
         for name, blob in result.blobs.items():
             with atomic_open(layout.file_blob(file.relative, name)) as handle:
                 handle.write(blob)
@@ -139,21 +144,28 @@ def stop_the_run(plan: Plan, first: dict[str, Any]) -> str:
     return marker.read_text()
 
 
-def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> dict[str, Any]:
+def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold_bytes: int = 0,
+                checkpoint_s: float = 0.0) -> dict[str, Any]:
     """Make every file output of ``batch`` and the batch file; return the batch record.
 
-    Under ``on_error = "fail"`` the first failure anywhere in the run stops every batch
-    before its next file (a marker file shared by all workers); the error names it.
+    Rows of up to ``hold_bytes`` stay in memory for writing the batch file; files beyond
+    that budget are read back from their outputs, so memory stays bounded. Under
+    ``on_error = "fail"`` the first failure anywhere in the run stops every batch before
+    its next file (a marker file shared by all workers); the error names it.
     """
     layout, recipe = plan.layout, plan.recipe
     stop = layout.stop_marker(plan.run_id)
     limit = failure_limit(recipe.max_failures, plan.file_count)
-    metas, spec, failures = [], None, []
+    metas, spec, failures, held, held_bytes = [], None, [], [], 0
     started = time.monotonic()
     for done, (file, fingerprint) in enumerate(zip(batch.files, batch.file_fingerprints, strict=True), start=1):
         if recipe.on_error == "fail" and stop.exists():
             raise InputError(f"stopped: {stop.read_text()}")
-        arrays, meta = file_output(plan, file, fingerprint)
+        arrays, meta = file_output(plan, file, fingerprint, checkpoint_s, hold_bytes - held_bytes)
+        size = sum(array.nbytes for array in arrays.values())
+        hold = bool(meta["rows"]) and held_bytes + size <= hold_bytes
+        held.append(arrays if hold else None)
+        held_bytes += size if hold else 0
         if arrays and meta["rows"]:
             file_spec = {"arrays": _row_spec(arrays), "metadata": meta.get("metadata", {})}
             spec = spec or file_spec
@@ -175,7 +187,7 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> d
     path = layout.batch(batch.index)
     with atomic_open(path) as handle, NpzWriter(handle) as writer:
         for name, (dtype, row_shape) in arrays_spec.items():
-            writer.add(name, _member_chunks(plan, batch, metas, name), np.dtype(dtype), row_shape, rows)
+            writer.add(name, _member_chunks(plan, batch, metas, held, name), np.dtype(dtype), row_shape, rows)
     record = {
         "fingerprint": batch.fingerprint,
         "size": path.stat().st_size,
@@ -195,12 +207,16 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None) -> d
     return record
 
 
-def _member_chunks(plan: Plan, batch: Batch, metas: list[dict], name: str):
-    """One array of each file output with rows, read back from disk in file order."""
-    for file, meta in zip(batch.files, metas, strict=True):
-        if meta["rows"]:
-            with np.load(plan.layout.file_output(file.relative), allow_pickle=False) as data:
-                yield data[name]
+def _member_chunks(plan: Plan, batch: Batch, metas: list[dict], held: list[dict | None], name: str):
+    """One array of each file output with rows in file order: held in memory, else read back."""
+    for file, meta, arrays in zip(batch.files, metas, held, strict=True):
+        if not meta["rows"]:
+            continue
+        if arrays is not None:
+            yield arrays[name]
+            continue
+        with np.load(plan.layout.file_output(file.relative), allow_pickle=False) as data:
+            yield data[name]
 
 
 def batch_records(plan: Plan) -> list[dict[str, Any]]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InputFile:
     """An input file by its path relative to the input folder, with its size and mtime."""
 
@@ -40,35 +39,35 @@ def glob_regex(pattern: str) -> re.Pattern:
     return re.compile("".join(out) + r"\Z")
 
 
-def _walk(folder: str, prefix: str) -> Iterator[tuple[str, os.DirEntry]]:
-    """Files below ``folder``; symlinked folders are not followed, so loops are harmless."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return
-    for entry in entries:
-        relative = prefix + entry.name
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk(entry.path, relative + "/")
-        elif not entry.is_dir():
-            yield relative, entry
-
-
 def discover(input_dir: Path, pattern: str) -> list[InputFile]:
     """Every file below ``input_dir`` matching ``pattern``, sorted by relative path.
 
-    A file that cannot be stat-ed (a broken link) is still listed, with size -1, so that
-    processing records why it failed instead of it vanishing silently.
+    Hidden files (``.name``) are left out; symlinked folders are not followed, so loops
+    are harmless. A file that cannot be stat-ed (a broken link) is still listed, with
+    size -1, so that processing records why it failed instead of it vanishing silently.
+    One loop over ``os.scandir`` entries, as this runs on every start of the pipeline.
     """
-    regex = glob_regex(pattern)
+    match = glob_regex(pattern).match
     found = []
-    for relative, entry in _walk(str(input_dir), ""):
-        if not regex.match(relative) or entry.name.startswith("."):
-            continue
+    folders = [(str(input_dir), "")]
+    while folders:
+        folder, prefix = folders.pop()
         try:
-            stat = entry.stat()
-            found.append(InputFile(relative, stat.st_size, stat.st_mtime_ns))
+            entries = os.scandir(folder)
         except OSError:
-            found.append(InputFile(relative, -1, -1))
+            continue
+        with entries:  # iterated, not listed: a folder of 100k files never holds 100k entries at once
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append((entry.path, f"{prefix}{entry.name}/"))
+                    continue
+                relative = prefix + entry.name
+                if entry.name.startswith(".") or not match(relative) or entry.is_dir():
+                    continue
+                try:
+                    stat = entry.stat()
+                    found.append(InputFile(relative, stat.st_size, stat.st_mtime_ns))
+                except OSError:
+                    found.append(InputFile(relative, -1, -1))
     found.sort(key=lambda f: f.relative)
     return found

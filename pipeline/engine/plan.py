@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from pipeline.engine.discovery import InputFile, discover
 from pipeline.engine.layout import Layout
-from pipeline.engine.storage import digest
+from pipeline.engine.storage import digest, digest_text
 from pipeline.recipe import Recipe
 
 
@@ -53,7 +53,7 @@ def make_plan(recipe: Recipe, files: list[InputFile]) -> Plan:
     batches = []
     for index, start in enumerate(range(0, len(files), size)):
         chunk = tuple(files[start:start + size])
-        prints = tuple(digest([process_fingerprint, f.relative, f.size, f.mtime_ns]) for f in chunk)
+        prints = tuple(digest_text(f"{process_fingerprint}\0{f.relative}\0{f.size}\0{f.mtime_ns}") for f in chunk)
         batches.append(Batch(index, chunk, prints, digest(prints)))
     merge_fingerprint = digest([batch.fingerprint for batch in batches])
     split_fingerprint = digest([merge_fingerprint, dict(recipe.split)])

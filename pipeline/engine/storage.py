@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,17 +113,21 @@ def _writing(pid: int, temp: Path) -> bool:
 
 def digest(data: Any) -> str:
     """A short stable hash of JSON-able ``data``: the fingerprint of what made an output."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return digest_text(json.dumps(data, sort_keys=True, separators=(",", ":"), default=str))
+
+
+def digest_text(text: str) -> str:
+    """The short stable hash of a string; :func:`digest` without the JSON, for hot loops."""
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 def file_checksum(path: Path) -> str:
-    """blake2b of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.blake2b(digest_size=16)
+    """CRC-32 of a file's bytes (as zip uses), read in 1 MiB blocks: detects corruption, ~4x faster than blake2b."""
+    crc = 0
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+            crc = zlib.crc32(block, crc)
+    return f"crc32:{crc:08x}"
 
 
 class ArrayWriter:
@@ -139,7 +144,7 @@ class ArrayWriter:
         chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
         if chunk.shape[1:] != self.row_shape:
             raise ValueError(f"rows of shape {chunk.shape[1:]} where {self.row_shape} is expected")
-        self.handle.write(chunk.tobytes())
+        self.handle.write(memoryview(chunk.reshape(-1).view(np.uint8)))  # the bytes in place, no copy
         self.written += len(chunk)
 
     def close(self) -> None:

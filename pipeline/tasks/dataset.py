@@ -12,7 +12,7 @@ from pathlib import Path
 
 import luigi
 
-from pipeline.config import streaming
+from pipeline.config import processing, streaming
 from pipeline.engine.batches import (
     batch_is_complete,
     batch_records,
@@ -43,6 +43,11 @@ class RecipeParameter(luigi.Parameter):
         return path
 
 
+def batch_settings() -> dict:
+    """The luigi.cfg settings of build_batch: memory budget and checkpoint threshold."""
+    return {"hold_bytes": streaming().chunk_bytes, "checkpoint_s": processing().checkpoint_ms / 1000}
+
+
 class DatasetTask(luigi.Task):
     """A task of one dataset: knows its recipe's plan and reports failures in one clear line."""
 
@@ -69,7 +74,7 @@ class ProcessBatch(DatasetTask):
         return CheckedTarget(plan.layout.batch(self.index), lambda: batch_is_complete(plan, plan.batches[self.index]))
 
     def run(self) -> None:
-        build_batch(self.plan, self.plan.batches[self.index], TaskProgress(self, "files"))
+        build_batch(self.plan, self.plan.batches[self.index], TaskProgress(self, "files"), **batch_settings())
 
 
 class BuildBatches(DatasetTask, luigi.WrapperTask):
@@ -97,7 +102,7 @@ class MergeBatches(DatasetTask):
             problem = verify_batch(plan, batch)
             if problem:
                 logger.warning("batch %d is corrupt (%s); rebuilding it alone", batch.index, problem)
-                build_batch(plan, batch, TaskProgress(self, f"files of batch {batch.index}"))
+                build_batch(plan, batch, TaskProgress(self, f"files of batch {batch.index}"), **batch_settings())
         progress = TaskProgress(self, "arrays")
         merge_batches(plan, streaming().chunk_bytes, progress)
 

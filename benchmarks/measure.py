@@ -1,0 +1,95 @@
+"""Running the pipeline and the baseline as subprocesses: wall time, Luigi's task counts, peak RSS."""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished subprocess: wall and CPU seconds (its whole tree), peak RSS of the tree, stderr."""
+
+    seconds: float
+    cpu_seconds: float
+    peak_rss: int
+    stderr: str
+
+    def count(self, pattern: str) -> int:
+        """An integer from Luigi's execution summary, e.g. ``Scheduled (\\d+) tasks``; 0 if absent."""
+        found = re.search(pattern, self.stderr)
+        return int(found.group(1)) if found else 0
+
+    @property
+    def scheduled(self) -> int:
+        return self.count(r"Scheduled (\d+) tasks")
+
+    @property
+    def ran(self) -> int:
+        return self.count(r"(\d+) ran successfully")
+
+
+def env() -> dict[str, str]:
+    """The environment users run with: the project's luigi.cfg, the project importable."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg"), "PYTHONPATH": path}
+
+
+def luigi_command(task: str, recipe: Path, workers: int, *extra: str) -> list[str]:
+    """``luigi --module pipeline TASK --recipe R --local-scheduler --workers N`` (as ``python -m luigi``)."""
+    return [sys.executable, "-m", "luigi", "--module", "pipeline", task, "--recipe", str(recipe),
+            "--local-scheduler", "--workers", str(workers), *extra]
+
+
+def baseline_command(recipe: Path, workers: int, out: Path) -> list[str]:
+    return [sys.executable, str(BENCHMARKS / "baseline.py"), str(recipe), "--workers", str(workers),
+            "--out", str(out)]
+
+
+def _tree_rss(process: psutil.Process) -> int:
+    total = 0
+    for each in [process, *process.children(recursive=True)]:
+        try:
+            total += each.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def run(command: list[str], cwd: Path, sample_s: float = 0.0, timeout: float = 900) -> Run:
+    """Run ``command``; with ``sample_s`` > 0 also sample its process tree's RSS that often.
+
+    A non-zero exit raises, with the end of stderr.
+    """
+    with tempfile.TemporaryFile("w+") as err:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        process = psutil.Popen(command, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=err)
+        peak = 0
+        while sample_s > 0 and process.poll() is None:
+            try:
+                peak = max(peak, _tree_rss(process))
+            except psutil.Error:
+                pass
+            time.sleep(sample_s)
+        code = process.wait(timeout)
+        seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        err.seek(0)
+        stderr = err.read()
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {code}:\n{stderr[-3000:]}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return Run(seconds, cpu, peak, stderr)

@@ -1,0 +1,96 @@
+"""Writing benchmark results into docs/performance.md between its results markers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _mark(verdict: dict) -> str:
+    return {True: "**met**", False: "**not met**", None: "not measured in this mode"}[verdict["met"]]
+
+
+def _value(value: float | None, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def render(r: dict) -> str:
+    """The results block: machine, command, targets, then every measured figure."""
+    m, t, mem, enc, v = r["machine"], r["throughput"], r["memory"], r["encoder"], r["targets"]
+    lines = [
+        f"Recorded by `{r['command']}` ({r['mode']} mode, kind `{r['kind']}`, "
+        f"{r['seconds'] / 60:.1f} min in all).",
+        "",
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gb']} GiB memory, {m['system']}; "
+        f"Python {m['python']}, luigi {m['luigi']}, numpy {m['numpy']}; load average at start "
+        f"{', '.join(map(str, m['load_average_at_start']))} (the machine is shared).",
+        "",
+        "### Targets",
+        "",
+        "| target | goal | measured | status |",
+        "|---|---|---|---|",
+        f"| overhead ratio pipeline / baseline at {t['files']:,} files (worse of 1 and 2 workers) "
+        f"| ≤ 1.05 | {_value(v['overhead_ratio']['value'], '.2f')} | {_mark(v['overhead_ratio'])} |",
+        f"| no-op re-run of 100,000 files | ≤ 3 s | {_value(v['noop_seconds_100k']['value'], '.2f')} s "
+        f"| {_mark(v['noop_seconds_100k'])} |",
+        f"| Luigi tasks for 100,000 files | ≤ 500 | {_value(v['tasks_100k']['value'], 'd')} "
+        f"| {_mark(v['tasks_100k'])} |",
+        f"| peak RSS growth of merge and split, {min(mem['scales'])}x → {max(mem['scales'])}x data | ≤ 10% "
+        f"| {_value(100 * v['rss_growth']['value'], '+.1f')}% | {_mark(v['rss_growth'])} |",
+        f"| trmph encoder / per-position Python | ≥ 50x | {_value(v['encoder_speedup']['value'], '.1f')}x "
+        f"| {_mark(v['encoder_speedup'])} |",
+        "",
+        f"### Throughput ({t['files']:,} files, {t['records']:,} records, {t['rows']:,} rows; "
+        f"{t['input_mb']:.1f} MiB in, {t['rows_mb']:.0f} MiB of final arrays; {t['tasks']} Luigi tasks)",
+        "",
+        "Medians of the runs listed; runs interleaved pipeline, baseline, per worker count. "
+        f"Baseline wrote the same final arrays as the pipeline: {'yes' if t['same_arrays'] else 'NO'}.",
+        "",
+        "| workers | pipeline s | baseline s | floor s | overhead ratio | CPU ratio | pipeline / floor | files/s "
+        "| records/s | rows/s | baseline files/s | pipeline runs s | baseline runs s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for workers, w in sorted(t["workers"].items()):
+        lines.append(
+            f"| {workers} | {w['pipeline_s']:.2f} | {w['baseline_s']:.2f} | {w['floor_s']:.2f} "
+            f"| {w['overhead_ratio']:.2f} | {w['cpu_ratio']:.2f} | {w['floor_ratio']:.2f} | {w['files_per_s']:,.0f} "
+            f"| {w['records_per_s']:,.0f} | {w['rows_per_s']:,.0f} | {w['baseline_files_per_s']:,.0f} "
+            f"| {', '.join(f'{s:.2f}' for s in w['runs']['pipeline'])} "
+            f"| {', '.join(f'{s:.2f}' for s in w['runs']['baseline'])} |")
+    lines += ["", "### No-op re-run (everything complete, 1 worker) and task counts", "",
+              "| input files | full build s (2 workers) | tasks scheduled by the build | no-op s (median) "
+              "| no-op CPU s | no-op runs s | tasks in the no-op run | tasks run again |",
+              "|---|---|---|---|---|---|---|---|"]
+    for n in r["noop"]:
+        lines.append(f"| {n['files']:,} | {n['build_s']:.1f} | {n['build_tasks']} | {n['noop_s']:.2f} "
+                     f"| {n['noop_cpu_s']:.2f} "
+                     f"| {', '.join(f'{s:.2f}' for s in n['noop_runs'])} | {n['noop_tasks']} | {n['noop_ran']} |")
+    lines += ["", "### Peak RSS of MergeBatches and SplitDataset run alone "
+              f"(1 worker, chunk_mb = {mem['chunk_mb']})",
+              "", "| data | input files | merged arrays MiB | merge peak MiB | split peak MiB |",
+              "|---|---|---|---|---|"]
+    for scale, s in sorted(mem["scales"].items(), key=lambda item: int(item[0])):
+        lines.append(f"| {scale}x | {s['files']:,} | {s['data_mb']:.1f} | {s['merge_peak_mb']:.1f} "
+                     f"| {s['split_peak_mb']:.1f} |")
+    lines += ["", f"Growth from {min(mem['scales'])}x to {max(mem['scales'])}x: merge "
+              f"{100 * mem['merge_growth']:+.1f}%, split {100 * mem['split_growth']:+.1f}%.", "",
+              f"### trmph encoder (one core, {enc['games']:,} random games of {enc['board_size']}x{enc['board_size']}, "
+              f"{enc['positions']:,} positions)", "",
+              "| encoder | positions/s |", "|---|---|",
+              f"| `trmph.read` (vectorised) | {enc['vectorised_positions_per_s']:,.0f} |",
+              f"| per-position Python (`benchmarks/encoder.py`) | {enc['naive_positions_per_s']:,.0f} |",
+              f"| output floor: allocating and filling the boards alone | {enc['output_floor_positions_per_s']:,.0f} |",
+              "",
+              f"Speed-up {enc['speedup']:.1f}x; the output floor caps any encoder of these boards at "
+              f"{enc['speedup_ceiling']:.0f}x the per-position version on this machine."]
+    return "\n".join(lines)
+
+
+def write(doc: Path, results: dict) -> None:
+    """Replace the results block of ``doc`` (created with just the block if missing)."""
+    text = doc.read_text() if doc.exists() else f"# Performance\n\n{START}\n{END}\n"
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(f"{head}{START}\n{render(results)}\n{END}{tail}")

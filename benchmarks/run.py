@@ -1,0 +1,254 @@
+"""Benchmarks of the pipeline against a plain multiprocessing baseline: ``python benchmarks/run.py [--quick]``.
+
+Measures, on generated corpora: BuildDataset's wall time and throughput with 1 and 2
+workers against the same work done by ``baseline.py`` (overhead ratio) and against the
+compute floor; the no-op re-run and the number of Luigi tasks; peak RSS of merge and
+split as the data grows; the trmph encoder against a per-position Python version.
+The full mode writes its results into docs/performance.md; ``--quick`` (under two
+minutes) is what CI runs, judging ratios only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import corpora
+import encoder
+import luigi
+import measure
+import numpy as np
+import psutil
+import report
+import toml
+
+from pipeline.engine.batches import process_file
+from pipeline.engine.discovery import discover
+from pipeline.engine.layout import SPLITS
+from pipeline.recipe import load_recipe
+
+TARGETS = {
+    "overhead_ratio": 1.05,
+    "noop_seconds_100k": 3.0,
+    "tasks_100k": 500,
+    "rss_growth": 0.10,
+    "encoder_speedup": 50.0,
+}
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Sizes of one benchmark mode."""
+
+    throughput_files: int
+    repeats: int
+    noop_files: tuple[int, ...]
+    memory_files: int
+    memory_scales: tuple[int, ...]
+    chunk_mb: int
+    encoder_games: int
+
+
+MODES = {
+    "quick": Mode(throughput_files=600, repeats=1, noop_files=(2000,), memory_files=60, memory_scales=(1, 4),
+                  chunk_mb=1, encoder_games=100),
+    "full": Mode(throughput_files=10_000, repeats=5, noop_files=(10_000, 100_000), memory_files=400,
+                 memory_scales=(1, 4, 16), chunk_mb=4, encoder_games=2000),
+}
+
+
+def write_recipe(path: Path, tables: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(toml.dumps(tables))
+    return path
+
+
+def dataset(scratch: Path, kind: str, files: int, shape: str, label: str) -> tuple[Path, Path]:
+    """A recipe over a (cached) corpus and its output folder, emptied."""
+    folder, spec = corpora.corpus(scratch, kind, files, shape)
+    out = scratch / "out" / f"{kind}-{label}-{files}"
+    shutil.rmtree(out, ignore_errors=True)
+    recipe = write_recipe(scratch / "recipes" / f"{out.name}.toml", corpora.recipe_tables(spec, shape, folder, out))
+    return recipe, out
+
+
+def compute_floor(recipe_path: Path) -> float:
+    """CPU seconds of the per-file function alone over every input file, in this process.
+
+    CPU time rather than wall time: on a shared machine it is what the work costs.
+    """
+    recipe = load_recipe(recipe_path)
+    started = time.process_time()
+    for file in discover(recipe.input_dir, recipe.pattern):
+        process_file(recipe.kind, recipe.kind_settings, recipe.input_dir / file.relative, file.relative)
+    return time.process_time() - started
+
+
+def same_arrays(final: Path, baseline: Path) -> bool:
+    """Whether the baseline wrote the very arrays the pipeline wrote in ``final/``."""
+    for split in SPLITS:
+        for stem in ("X", "groups"):
+            if not np.array_equal(np.load(final / f"{stem}_{split}.npy"), np.load(baseline / f"{stem}_{split}.npy")):
+                return False
+        for stem in ("labels", "masks"):
+            ours, theirs = final / f"{stem}_{split}.npz", baseline / f"{stem}_{split}.npz"
+            if ours.exists() != theirs.exists():
+                return False
+            if ours.exists():
+                with np.load(ours) as a, np.load(theirs) as b:
+                    if sorted(a.files) != sorted(b.files) or any(not np.array_equal(a[n], b[n]) for n in a.files):
+                        return False
+    return True
+
+
+def throughput(scratch: Path, kind: str, mode: Mode) -> dict:
+    """Pipeline vs baseline vs compute floor with 1 and 2 workers, runs interleaved, medians."""
+    recipe, out = dataset(scratch, kind, mode.throughput_files, "normal", "throughput")
+    base_out = scratch / "out" / f"{out.name}-baseline"
+    times: dict[int, dict[str, list[float]]] = {
+        w: {"pipeline": [], "baseline": [], "pipeline_cpu": [], "baseline_cpu": []} for w in (1, 2)}
+    floor, tasks, same = [], 0, None
+    for _ in range(mode.repeats):
+        floor.append(compute_floor(recipe))
+        for workers in (1, 2):
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(base_out, ignore_errors=True)
+            run = measure.run(measure.luigi_command("BuildDataset", recipe, workers), scratch)
+            base = measure.run(measure.baseline_command(recipe, workers, base_out), scratch)
+            tasks = run.scheduled
+            for name, each in (("pipeline", run), ("baseline", base)):
+                times[workers][name].append(each.seconds)
+                times[workers][f"{name}_cpu"].append(each.cpu_seconds)
+            same = same_arrays(out / "final", base_out) if same is None else same
+    stats = json.loads((out / "final" / "stats.json").read_text())
+    files, records, rows = stats["files"]["discovered"], stats["records"]["processed"], stats["rows"]["total"]
+    result = {"files": files, "records": records, "rows": rows, "tasks": tasks, "same_arrays": same,
+              "input_mb": sum(f.stat().st_size for f in recipe_input(recipe)) / 2**20,
+              "rows_mb": sum(p.stat().st_size for p in (out / "final").glob("*_*.np*")) / 2**20,
+              "floor_1_worker_s": statistics.median(floor), "workers": {}}
+    for workers, runs in times.items():
+        pipeline, baseline = statistics.median(runs["pipeline"]), statistics.median(runs["baseline"])
+        cpu = statistics.median(runs["pipeline_cpu"]) / statistics.median(runs["baseline_cpu"])
+        floor_s = statistics.median(floor) / workers
+        result["workers"][workers] = {
+            "pipeline_s": pipeline, "baseline_s": baseline, "floor_s": floor_s,
+            "overhead_ratio": pipeline / baseline, "cpu_ratio": cpu, "floor_ratio": pipeline / floor_s,
+            "files_per_s": files / pipeline, "records_per_s": records / pipeline, "rows_per_s": rows / pipeline,
+            "baseline_files_per_s": files / baseline, "runs": runs}
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(base_out, ignore_errors=True)
+    return result
+
+
+def recipe_input(recipe_path: Path) -> list[Path]:
+    recipe = load_recipe(recipe_path)
+    return [recipe.input_dir / f.relative for f in discover(recipe.input_dir, recipe.pattern)]
+
+
+def noop(scratch: Path, kind: str, files: int, repeats: int) -> dict:
+    """A full build of ``files`` tiny files, then the re-run with everything complete."""
+    recipe, out = dataset(scratch, kind, files, "tiny", "noop")
+    build = measure.run(measure.luigi_command("BuildDataset", recipe, 2), scratch)
+    again = [measure.run(measure.luigi_command("BuildDataset", recipe, 1), scratch) for _ in range(repeats)]
+    shutil.rmtree(out, ignore_errors=True)
+    return {"files": files, "build_s": build.seconds, "build_tasks": build.scheduled,
+            "noop_s": statistics.median(r.seconds for r in again), "noop_runs": [r.seconds for r in again],
+            "noop_cpu_s": statistics.median(r.cpu_seconds for r in again),
+            "noop_tasks": again[0].scheduled, "noop_ran": max(r.ran for r in again)}
+
+
+def memory(scratch: Path, kind: str, mode: Mode) -> dict:
+    """Peak RSS of MergeBatches and SplitDataset run alone (1 worker) as the data grows."""
+    chunk = ("--streaming-chunk-mb", str(mode.chunk_mb))
+    result = {"chunk_mb": mode.chunk_mb, "scales": {}}
+    for scale in mode.memory_scales:
+        recipe, out = dataset(scratch, kind, mode.memory_files * scale, "normal", "memory")
+        measure.run(measure.luigi_command("BuildBatches", recipe, 2, *chunk), scratch)
+        merge = measure.run(measure.luigi_command("MergeBatches", recipe, 1, *chunk), scratch, sample_s=0.005)
+        split = measure.run(measure.luigi_command("SplitDataset", recipe, 1, *chunk), scratch, sample_s=0.005)
+        data = sum(p.stat().st_size for p in (out / "merged").glob("*.npy"))
+        result["scales"][scale] = {"files": mode.memory_files * scale, "data_mb": data / 2**20,
+                                   "merge_peak_mb": merge.peak_rss / 2**20, "split_peak_mb": split.peak_rss / 2**20}
+        shutil.rmtree(out, ignore_errors=True)
+    first, last = result["scales"][mode.memory_scales[0]], result["scales"][mode.memory_scales[-1]]
+    for stage in ("merge", "split"):
+        result[f"{stage}_growth"] = last[f"{stage}_peak_mb"] / first[f"{stage}_peak_mb"] - 1
+    return result
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"nproc": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "cpu": model, "system": platform.platform(), "python": platform.python_version(),
+            "luigi": getattr(luigi, "__version__", "?"), "numpy": np.__version__,
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def verdicts(results: dict) -> dict:
+    """Each target: the measured value and whether it is met (None when this mode did not measure it)."""
+    t = results["throughput"]
+    worst = max(w["overhead_ratio"] for w in t["workers"].values())
+    noops = {n["files"]: n for n in results["noop"]}
+    big = noops.get(100_000)
+    mem = results["memory"]
+    full = 16 in mem["scales"]
+    return {
+        "overhead_ratio": {"value": worst, "met": worst <= TARGETS["overhead_ratio"] if t["files"] >= 10_000 else None},
+        "noop_seconds_100k": {"value": big["noop_s"] if big else None,
+                              "met": big["noop_s"] <= TARGETS["noop_seconds_100k"] if big else None},
+        "tasks_100k": {"value": big["build_tasks"] if big else None,
+                       "met": big["build_tasks"] <= TARGETS["tasks_100k"] if big else None},
+        "rss_growth": {"value": max(mem["merge_growth"], mem["split_growth"]),
+                       "met": max(mem["merge_growth"], mem["split_growth"]) <= TARGETS["rss_growth"] if full else None},
+        "encoder_speedup": {"value": results["encoder"]["speedup"],
+                            "met": results["encoder"]["speedup"] >= TARGETS["encoder_speedup"]},
+    }
+
+
+def run_all(scratch: Path, kind: str, mode_name: str) -> dict:
+    mode = MODES[mode_name]
+    started = time.perf_counter()
+    results = {"mode": mode_name, "kind": kind, "machine": machine(),
+               "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]])}
+    results["encoder"] = encoder.compare(scratch, mode.encoder_games, repeats=3)
+    results["throughput"] = throughput(scratch, kind, mode)
+    results["noop"] = [noop(scratch, kind, files, max(1, mode.repeats)) for files in mode.noop_files]
+    results["memory"] = memory(scratch, kind, mode)
+    results["targets"] = verdicts(results)
+    results["seconds"] = time.perf_counter() - started
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run each (under two minutes)")
+    parser.add_argument("--kind", default="hex", choices=sorted(corpora.KINDS))
+    parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "pipeline-benchmarks",
+                        help="folder of generated corpora (kept and reused) and outputs")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--doc", type=Path, help="write the results into this Markdown page "
+                        "(default for the full mode: docs/performance.md)")
+    args = parser.parse_args()
+    mode = "quick" if args.quick else "full"
+    results = run_all(args.scratch.resolve(), args.kind, mode)
+    text = json.dumps(results, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n")
+    doc = args.doc or (None if args.quick else measure.ROOT / "docs" / "performance.md")
+    if doc:
+        report.write(doc, results)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
