@@ -36,9 +36,8 @@ def _init(path: str) -> None:
 
 
 def _one(relative: str) -> dict[str, np.ndarray]:
-    arrays, _failures, _records, _keep = process_file(
-        _recipe.kind, _recipe.kind_settings, _recipe.input_dir / relative, relative)
-    return arrays
+    result, _failures, _keep = process_file(_recipe.kind, _recipe.kind_settings, _recipe.input_dir / relative, relative)
+    return result.arrays
 
 
 def run(recipe_path: str, workers: int, out: Path) -> int:

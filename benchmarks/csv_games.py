@@ -26,22 +26,12 @@ import time
 from pathlib import Path
 
 import psutil
+from measure import tree_rss
 
 from pipeline.synthetic.csv_games import write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("BuildBatches", "MergeBatches", "SplitDataset")
-
-
-def tree_rss(process: psutil.Process) -> int:
-    """Resident bytes of a process and all its descendants."""
-    total = 0
-    for member in [process, *process.children(recursive=True)]:
-        try:
-            total += member.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
 
 
 def run_luigi(task: str, recipe: Path, workers: int, log: Path) -> dict[str, float]:

@@ -58,7 +58,8 @@ def baseline_command(recipe: Path, workers: int, out: Path) -> list[str]:
             "--out", str(out)]
 
 
-def _tree_rss(process: psutil.Process) -> int:
+def tree_rss(process: psutil.Process) -> int:
+    """Resident bytes of a process and all its descendants."""
     total = 0
     for each in [process, *process.children(recursive=True)]:
         try:
@@ -80,7 +81,7 @@ def run(command: list[str], cwd: Path, sample_s: float = 0.0, timeout: float = 9
         peak = 0
         while sample_s > 0 and process.poll() is None:
             try:
-                peak = max(peak, _tree_rss(process))
+                peak = max(peak, tree_rss(process))
             except psutil.Error:
                 pass
             time.sleep(sample_s)
