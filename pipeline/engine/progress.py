@@ -66,12 +66,17 @@ def guard_limits() -> Limits:
                   config.max_wait_s, config.poll_s)
 
 
+PUBLISH_EVERY_S = 0.5
+"""Progress is published at most this often (and always at the end): each publication is a
+scheduler call and a run-record write."""
+
+
 class TaskProgress:
     """The heavy part of a task: waits for resources, then publishes done/total, rate, ETA, failures.
 
     Create it inside ``run()`` right before the heavy work: creating it runs the resource
     guard (``[guard]`` thresholds), whose reason for waiting shows as the task's status.
-    Progress is published only when the integer percentage moves.
+    Progress is published when the integer percentage moves, at most every PUBLISH_EVERY_S.
     """
 
     def __init__(self, task: luigi.Task, unit: str):
@@ -81,7 +86,7 @@ class TaskProgress:
         if self.record:
             self.record.update(unit=unit, waited_s=round(self.record.data["waited_s"] + waited, 3))
         self.started = time.monotonic()
-        self.percent = -1
+        self.percent, self.published = -1, -PUBLISH_EVERY_S
 
     def _say(self, message: str) -> None:
         logger.info("%s: %s", self.task, message)
@@ -91,10 +96,11 @@ class TaskProgress:
 
     def __call__(self, done: int, total: int, failures: int = 0, records: int | None = None) -> None:
         percent = 100 * done // max(total, 1)
-        if percent == self.percent:
+        now = time.monotonic()
+        if percent == self.percent or (done < total and now - self.published < PUBLISH_EVERY_S):
             return
-        self.percent = percent
-        elapsed = max(time.monotonic() - self.started, 1e-9)
+        self.percent, self.published = percent, now
+        elapsed = max(now - self.started, 1e-9)
         rate = done / elapsed
         eta = (total - done) / rate if rate > 0 else 0.0
         read = "" if records is None else f", {records} records ({records / elapsed:.0f}/s)"
