@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -53,8 +54,6 @@ print(f'{{"name": "{name}", "chars": {len(text)}}}')
 
 
 def run(task: str, recipe: Path, *extra: str, path: Path | None = None):
-    import subprocess
-
     env = luigi_env()
     if path:
         env["PYTHONPATH"] = f"{path}{os.pathsep}{env['PYTHONPATH']}"

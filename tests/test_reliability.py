@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, hex_recipe, luigi_command, luigi_env, run_luigi, write_recipe
 from test_pipeline import final_bytes, temp_files
+from test_plugins import command_recipe
 
 from pipeline.engine import batches as batches_module
 from pipeline.engine.plan import forget_plans, plan_for
@@ -97,8 +99,8 @@ def test_interrupted_at_any_stage_the_rerun_is_byte_identical(tmp_path, corpus, 
     assert wait_for(STAGES[stage](out)), f"never saw the run {stage}"
     os.killpg(run.pid, sig)
     run.wait(timeout=60)
-    if sig == signal.SIGINT:
-        os.killpg(run.pid, signal.SIGKILL) if run.poll() is None else None
+    if run.poll() is None:  # a SIGINT that left the run going
+        os.killpg(run.pid, signal.SIGKILL)
     assert not (out / "final" / "manifest.json").exists()
     assert_no_partial_outputs(out)
     done = run_luigi("BuildDataset", recipe)
@@ -294,10 +296,6 @@ def test_the_randomised_crash_soak_runs(tmp_path):
 
 
 def test_two_runs_against_one_luigid_do_each_piece_of_work_once(tmp_path):
-    import socket
-
-    from test_plugins import command_recipe
-
     files = {f"f{i:02d}.txt": "fine" for i in range(12)}
     recipe = command_recipe(tmp_path, files, sleep=0.2)
     with socket.socket() as probe:
