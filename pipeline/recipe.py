@@ -17,6 +17,7 @@ from typing import Any
 import toml
 
 from pipeline import kinds
+from pipeline.engine.layout import output_dir_problem
 from pipeline.errors import PipelineError
 from pipeline.kinds.base import REQUIRED, Kind, Setting
 
@@ -176,8 +177,9 @@ def parse_recipe(path: Path, data: Mapping[str, Any]) -> Recipe:
     if not input_dir.is_dir():
         raise RecipeError(f"{path}: [dataset] input_dir {input_dir} is not a folder")
     output_dir = (base / dataset["output_dir"]).resolve()
-    if output_dir == input_dir or input_dir in output_dir.parents:
-        raise RecipeError(f"{path}: [dataset] output_dir {output_dir} must not be inside input_dir")
+    problem = output_dir_problem(output_dir, input_dir)
+    if problem:
+        raise RecipeError(f"{path}: [dataset] output_dir {output_dir} {problem}")
     return Recipe(path=path, kind=kind, input_dir=input_dir, output_dir=output_dir, tables=tables)
 
 

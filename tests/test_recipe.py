@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import hex_recipe, write_recipe
 
+from pipeline.engine.layout import claim
 from pipeline.recipe import RecipeError, load_recipe
 
 
@@ -57,5 +60,34 @@ def test_defaults_and_relative_paths(tmp_path, shared_data):
 def test_output_inside_input_is_refused(tmp_path):
     recipe = write_recipe(tmp_path / "r.toml", dataset={
         "name": "x", "kind": "trmph", "input_dir": ".", "output_dir": "out"})
-    with pytest.raises(RecipeError, match="must not be inside input_dir"):
+    with pytest.raises(RecipeError, match="is inside the input folder"):
         load_recipe(recipe)
+
+
+@pytest.mark.parametrize(("input_dir", "output_dir", "reason"), [
+    ("data", "/", "is the root folder"),
+    ("data", "~", "is the home folder"),
+    ("data", "data", "is the input folder"),
+    ("data/final", ".", "contains the input folder"),
+    ("data", "thesis", "files that this pipeline did not write"),
+])
+def test_output_dirs_that_would_touch_user_data_are_refused(tmp_path, input_dir, output_dir, reason):
+    (tmp_path / input_dir).mkdir(parents=True)
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "final").mkdir()
+    (tmp_path / "thesis" / "final" / "thesis.txt").write_text("years of work")
+    output = str(Path.home()) if output_dir == "~" else output_dir
+    recipe = write_recipe(tmp_path / "r.toml", dataset={
+        "name": "x", "kind": "trmph", "input_dir": input_dir, "output_dir": output})
+    with pytest.raises(RecipeError, match=reason):
+        load_recipe(recipe)
+    assert (tmp_path / "thesis" / "final" / "thesis.txt").read_text() == "years of work"
+
+
+def test_an_output_folder_the_pipeline_claimed_is_accepted_again(tmp_path):
+    (tmp_path / "data").mkdir()
+    claim(tmp_path / "out", "x")
+    (tmp_path / "out" / "final").mkdir()
+    recipe = write_recipe(tmp_path / "r.toml", dataset={
+        "name": "x", "kind": "trmph", "input_dir": "data", "output_dir": "out"})
+    assert load_recipe(recipe).output_dir == tmp_path / "out"

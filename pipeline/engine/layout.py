@@ -1,11 +1,63 @@
-"""Where every output lives below a dataset's output folder: one place builds all paths."""
+"""Where every output lives below a dataset's output folder, and which folders the pipeline may own."""
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.engine.records import RECORDS, record_path
+from pipeline.engine.storage import write_json
+
 SPLITS = ("train", "val", "test")
+OWNER_FILE = ".pipeline-output.json"
+"""Marks a folder as a pipeline output folder; an existing non-empty folder without it is refused."""
+
+
+def output_dir_problem(output_dir: Path, input_dir: Path) -> str | None:
+    """Why ``output_dir`` cannot be the output folder of a dataset reading ``input_dir``, or None.
+
+    Refused: the root folder, the home folder, the input folder, any folder containing it or
+    inside it, and an existing non-empty folder that is not a pipeline output (no owner file).
+    """
+    output_dir, input_dir = output_dir.resolve(), input_dir.resolve()
+    if output_dir == Path(output_dir.anchor):
+        return "is the root folder"
+    if output_dir == Path.home().resolve():
+        return "is the home folder"
+    if output_dir == input_dir:
+        return "is the input folder"
+    if output_dir in input_dir.parents:
+        return f"contains the input folder {input_dir}"
+    if input_dir in output_dir.parents:
+        return f"is inside the input folder {input_dir}"
+    if output_dir.is_dir() and not (output_dir / OWNER_FILE).is_file():
+        try:
+            with os.scandir(output_dir) as entries:
+                if any(True for _ in entries):
+                    return (f"is an existing folder with files that this pipeline did not write (no {OWNER_FILE}); "
+                            "choose a new or empty folder")
+        except OSError as exc:
+            return f"cannot be read: {exc.strerror}"
+    elif output_dir.exists() and not output_dir.is_dir():
+        return "is a file, not a folder"
+    return None
+
+
+def claim(output_dir: Path, dataset: str) -> None:
+    """Create ``output_dir`` if needed and mark it as this pipeline's (idempotent)."""
+    owner = output_dir / OWNER_FILE
+    if not owner.is_file():
+        write_json(owner, {"owner": "luigi-dataset-pipeline", "dataset": dataset})
+
+
+def owner_of(output_dir: Path) -> str | None:
+    """The dataset name an output folder was claimed for, or None when it is not an output folder."""
+    try:
+        return json.loads((output_dir / OWNER_FILE).read_text()).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -13,6 +65,14 @@ class Layout:
     """Output paths of one dataset, derived from its output folder only."""
 
     root: Path
+
+    @property
+    def records(self) -> Path:
+        """Stage records (engine/records.py): what every stage wrote, with sizes and checksums."""
+        return self.root / RECORDS
+
+    def record(self, stage: str) -> Path:
+        return record_path(self.root, stage)
 
     @property
     def files(self) -> Path:

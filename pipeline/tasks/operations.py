@@ -16,7 +16,7 @@ import luigi
 
 from pipeline.config import progress
 from pipeline.engine.console import RunConsole
-from pipeline.engine.layout import Layout
+from pipeline.engine.layout import Layout, claim
 from pipeline.engine.progress import RunRecord
 from pipeline.recipe import load_recipe
 from pipeline.tasks.dataset import DatasetTask
@@ -81,6 +81,8 @@ def _present(task: luigi.Task) -> None:
 
 @DatasetTask.event_handler(luigi.Event.START)
 def _started(task: DatasetTask) -> None:
+    recipe = load_recipe(task.recipe)
+    claim(recipe.output_dir, recipe.name)  # before anything is written there
     task.run_record = RunRecord(layout_of(task).monitor, task)
 
 
