@@ -198,3 +198,17 @@ def code_digest(*objects: Any) -> str:
     """
     names = sorted({obj.__name__ if isinstance(obj, ModuleType) else obj.__module__ for obj in objects})
     return hashlib.blake2b("\0".join(f"{n}:{_module_digest(n)}" for n in names).encode(), digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage a flow expects for its recipe: record name, current fingerprint, and its role.
+
+    Each flow lists its stages (``flow_stages``) so that Status, verification and Cleanup
+    work the same for every flow: ``intermediate`` outputs may be removed by Cleanup once
+    every final stage is complete and verified; final ones never are.
+    """
+
+    name: str
+    fingerprint: str
+    intermediate: bool
