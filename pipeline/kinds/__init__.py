@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from pipeline.kinds import command, csv_games, ptv, ticks, trmph
+from pipeline.kinds import command, csv_games, ptv, splendor, ticks, trmph
 from pipeline.kinds.base import Kind
 
 BUILTIN: dict[str, Kind] = {
-    kind.name: kind for kind in (trmph.KIND, csv_games.KIND, ticks.KIND, ptv.KIND, command.KIND)
+    kind.name: kind for kind in (trmph.KIND, csv_games.KIND, splendor.KIND, ticks.KIND, ptv.KIND, command.KIND)
 }
 ENTRY_POINTS = "pipeline.kinds"
 

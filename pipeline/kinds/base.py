@@ -94,6 +94,14 @@ class Kind:
     settings: Mapping[str, Setting] = field(default_factory=dict)
     flow: str = "files"
     tables: Mapping[str, Mapping[str, Setting]] = field(default_factory=dict)
+    normalize_columns: Callable[[Mapping[str, Any], Mapping[str, Any]], list[int]] | None = None
+    """``(settings, metadata) -> indices`` of the X columns to standardise when the recipe's
+    ``[split] normalize`` is true (fitted on train, mean and population std, scale 1 where
+    the std is 0); None: the engine chooses (every column not binary or constant in train)."""
+    final_files: Callable[[Path, Mapping[str, Any]], Mapping[str, Any]] | None = None
+    """``(final_dir, stats) -> {file name: JSON-able}``: the kind's own reports, computed from
+    the written ``final/`` (X, labels, masks per split) and the run's stats (rows, failures,
+    files, records); the engine writes each as ``final/<file name>``."""
 
 
 def group_id(key: str) -> np.uint64:
