@@ -244,6 +244,7 @@ def candles(ts: np.ndarray, mid: np.ndarray, spread: np.ndarray, interval: int, 
     return {
         "start": bucket[first] * (interval * MINUTE_NS),
         "open": open_, "high": high, "low": low, "close": close, "ticks": ticks,
+        "spread_avg": np.add.reduceat(spread.astype(np.float64), first) / ticks,
         "spread_mean_pips": (np.add.reduceat(spread.astype(np.float64), first) / ticks).astype(np.float32),
         "body_pips": body.astype(np.float32),
         "range_pips": np.round((high - low) / pip, 6).astype(np.float32),
@@ -256,7 +257,7 @@ def candles(ts: np.ndarray, mid: np.ndarray, spread: np.ndarray, interval: int, 
 
 
 CANDLE_DTYPES = {"start": np.int64, "open": np.float64, "high": np.float64, "low": np.float64,
-                 "close": np.float64, "ticks": np.int32, "spread_mean_pips": np.float32, "body_pips": np.float32,
+                 "close": np.float64, "ticks": np.int32, "spread_avg": np.float64, "spread_mean_pips": np.float32, "body_pips": np.float32,
                  "range_pips": np.float32, "upper_wick_pips": np.float32, "lower_wick_pips": np.float32,
                  "direction": np.int8, "size_class": np.int8, "class": np.int8}
 
@@ -334,7 +335,7 @@ def analyse(before: dict[str, np.ndarray], own: dict[str, np.ndarray], after: di
     pad = len(own["start"]) - len(following["start"])
     following = {name: np.concatenate([v, np.zeros(pad, v.dtype)]) for name, v in following.items()}
     stamp = pa.timestamp("ns", "UTC")
-    columns: dict[str, Any] = {name: own[name] for name in own}
+    columns: dict[str, Any] = {name: own[name] for name in own if name != "spread_avg"}
     columns["start"] = pa.array(own["start"]).cast(stamp)
     columns["window_start"] = pa.array(window_start, mask=~complete).cast(stamp)
     columns["pattern"] = patterns(own, features)
