@@ -32,6 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.engine.series import SampleSpec
+
 Analyse = Callable[[dict[str, np.ndarray], np.ndarray, int, float], pa.Table]
 
 
@@ -69,8 +71,8 @@ class Analysis:
     """Candles of the later chunks needed behind a chunk's own."""
     check: Callable[[list[int]], str | None] = lambda lookbacks: None
     """Why the recipe's lookbacks cannot be analysed, or None."""
-    label: str | None = None
-    """Result column that labels training samples (integer); None: no training set."""
+    sample: Callable[[list[str]], SampleSpec] | None = None
+    """The training sample of a result table (from its column names); None: no training set."""
     label_names: tuple[str, ...] = ()
     top_columns: tuple[str, ...] = ("name", "count", "score")
     """Pattern columns of the report's top tables."""

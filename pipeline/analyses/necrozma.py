@@ -28,7 +28,7 @@ import pyarrow as pa
 from pipeline.analyses.base import Analysis, Consolidated, UniverseContext
 from pipeline.analyses.features_advanced import extract_advanced_features, extract_ohlc_features
 from pipeline.analyses.features_core import extract_core_features
-from pipeline.engine.series import markdown_table
+from pipeline.engine.series import SampleSpec, markdown_table
 
 MAX_LOOKBACK = 30
 MIN_LOOKBACK = 5
@@ -220,6 +220,34 @@ def consolidate(tables: Callable[[], Iterator[pa.Table]], context: UniverseConte
                         report=_report(facts, patterns))
 
 
+def rankings(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Universes by upstream's score, best first (ties: name), from their ``stats.json``."""
+    rows = [{"name": s["universe"], "interval": s["interval_minutes"], "lookback": s["lookback"], **s["ranking"]}
+            for s in summaries]
+    return sorted(rows, key=lambda row: (-row["score"], row["name"]))
+
+
+def pattern_summary(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per level and direction over all universes: occurrences, signatures, and the top signatures.
+
+    Upstream leaves ``top_patterns`` and ``feature_stats`` empty; here ``top_patterns`` holds the
+    most frequent signatures (with their universe) and the feature statistics stay per universe
+    (``<universe>/feature_stats.parquet``: feature sets differ between lookbacks).
+    """
+    out: dict[str, Any] = {}
+    for level in LEVELS:
+        out[level] = {}
+        for direction in DIRECTIONS:
+            key = f"{level}|{direction}"
+            parts = [(s["universe"], s["levels"][key]) for s in summaries]
+            top = [{"universe": name, **row} for name, part in parts for row in part["top_patterns"]]
+            top.sort(key=lambda row: (-row["count"], row["universe"], row["signature"]))
+            out[level][direction] = {"total_occurrences": sum(p["total_occurrences"] for _, p in parts),
+                                     "unique_patterns": sum(p["unique_patterns"] for _, p in parts),
+                                     "top_patterns": top[:TOP]}
+    return out
+
+
 def _no_candles() -> dict[str, np.ndarray]:
     return {name: np.zeros(0) for name in ("start", "open", "high", "low", "close", "spread_avg", "ticks")}
 
@@ -244,6 +272,8 @@ def _fmt(value: Any) -> str:
 
 ANALYSIS = Analysis(
     name="necrozma", analyse=analyse, consolidate=consolidate, before=lambda lookback: lookback, after=1,
-    check=check, label="target", label_names=tuple(f"{lv} {d}" for lv in LEVELS for d in DIRECTIONS),
+    check=check, sample=lambda names: SampleSpec(features=tuple(names[names.index("target") + 1:]), label="target",
+                                                 time="start", first="window_start", last="start"),
+    label_names=tuple(f"{lv} {d}" for lv in LEVELS for d in DIRECTIONS),
     top_columns=("level", "direction", "signature", "count", "share", "movement_mean_pips"),
 )
