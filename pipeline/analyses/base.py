@@ -104,7 +104,7 @@ def consolidate_patterns(tables: Callable[[], Iterator[pa.Table]], context: Univ
     grouped = grouped.append_column("universe", pa.array([context.name] * len(grouped), pa.string()))
     grouped = grouped.sort_by([("score", "descending"), ("name", "ascending")])
     grouped = grouped.append_column("rank", pa.array(np.arange(1, len(grouped) + 1, dtype=np.int32)))
-    return Consolidated(patterns=grouped, facts={"rows": len(table), "patterns_seen": len(grouped)})
+    return Consolidated(patterns=grouped, facts={"patterns_seen": len(grouped)})
 
 
 def as_analysis(name: str, target: object) -> Analysis:

@@ -238,6 +238,8 @@ def values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         if chunk.null_count:
             raise ValueError(f"column of {column.type} has {chunk.null_count} nulls")
         parts.append(np.frombuffer(chunk.buffers()[1], dtype=dtype)[chunk.offset:chunk.offset + len(chunk)])
+    if not parts:
+        return np.zeros(0, dtype)
     return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
 
