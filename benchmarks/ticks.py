@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     parser.add_argument("--chunk-size", choices=("daily", "weekly", "monthly"), default="monthly")
+    parser.add_argument("--analysis", choices=("necrozma", "next_candle"), default="necrozma")
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/ticks-benchmark"))
     args = parser.parse_args()
 
@@ -97,7 +98,9 @@ def main() -> None:
     recipe = data / "recipe.toml"
     recipe.write_text(f'[dataset]\nname = "ticks-benchmark"\nkind = "ticks"\ninput_dir = "in"\n'
                       f'pattern = "*.{args.format}"\noutput_dir = "out"\n'
-                      f'[ticks]\nchunk_size = "{args.chunk_size}"\n')
+                      f'[ticks]\nchunk_size = "{args.chunk_size}"\n'
+                      f'[universes]\nanalysis = "{args.analysis}"\n'
+                      + ("lookbacks = [5, 10, 15, 20, 30]\n" if args.analysis == "necrozma" else ""))
     luigi = [sys.executable, "-m", "luigi", "--module", "pipeline"]
     common = ["--recipe", str(recipe), "--local-scheduler", "--workers", str(args.workers)]
     stages = {
@@ -109,7 +112,8 @@ def main() -> None:
     total = sum(stage["seconds"] for stage in stages.values())
     noop = measure([*luigi, "BuildDataset", *common], data)
     results = len(list((out / "results").rglob("chunk_*.parquet")))
-    print(f"\n{args.rows} ticks ({args.format}), {args.chunk_size} chunks, {results} chunk × universe results, "
+    print(f"\n{args.rows} ticks ({args.format}), analysis {args.analysis}, {args.chunk_size} chunks, "
+          f"{results} chunk × universe results, "
           f"{args.workers} workers, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"load average before {os.getloadavg()[0]:.1f}\n")
     print("| stage | wall s | CPU s (user + sys) | peak RSS, largest process (MiB) "

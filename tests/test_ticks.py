@@ -57,9 +57,9 @@ test = 0.2
     return path
 
 
-def luigi(recipe_path: Path, *args: str, **popen) -> subprocess.Popen:
+def luigi(recipe_path: Path, *args: str, task: str = "BuildDataset", **popen) -> subprocess.Popen:
     env = {**os.environ, "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg")}
-    command = [*LUIGI, "BuildDataset", "--recipe", str(recipe_path), "--local-scheduler", *args]
+    command = [*LUIGI, task, "--recipe", str(recipe_path), "--local-scheduler", *args]
     return subprocess.Popen(command, cwd=recipe_path.parent, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **popen)
 
@@ -333,10 +333,17 @@ def test_selected_chunks_and_universes_only(tmp_path):
     results = sorted(p.relative_to(tmp_path / "out" / "results").as_posix()
                      for p in (tmp_path / "out" / "results").rglob("*.parquet"))
     assert results == ["u02_i15m_l3/chunk_002.parquet", "u02_i15m_l3/chunk_003.parquet"]
-    assert read_json(tmp_path / "out" / "final" / "u02_i15m_l3" / "stats.json")["chunks"] == [2, 3]
+    subset = tmp_path / "out" / "final" / "subsets" / "u2_c2-3"
+    assert read_json(subset / "u02_i15m_l3" / "stats.json")["chunks"] == [2, 3]
+    assert read_json(subset / "stats.json")["universes"] == ["u02_i15m_l3"]
+    assert not (tmp_path / "out" / "final" / "stats.json").exists()  # a subset never stands as the full build
     process = luigi(path, "--BuildTicks-chunks", "2-40")
     output, _ = process.communicate(timeout=120)
-    assert process.returncode != 0 and "40 is selected but there are only" in output
+    assert process.returncode != 0 and "--chunks: 5-40 are selected but there are only 4 (1-4)" in output
+    process = luigi(path, "--universes", "1,5,10-15", task="BuildTicks")
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0 and "--universes: 5,10-15 are selected but there are only 2 (1-2)" in output
+    assert "Traceback" not in output
 
 
 def test_resume_after_kill_recomputes_only_missing_results(tmp_path):
@@ -349,7 +356,9 @@ def test_resume_after_kill_recomputes_only_missing_results(tmp_path):
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.communicate()
-    before = {p: p.stat().st_mtime_ns for p in results.rglob("chunk_*.parquet")}
+    records = tmp_path / "out" / "records" / "ticks" / "results"
+    before = {p: p.stat().st_mtime_ns for p in results.rglob("chunk_*.parquet")  # finished: recorded
+              if (records / p.parent.name / f"{p.stem}.json").exists()}
     metadata = read_json(tmp_path / "out" / "chunks" / "metadata.json")
     total = len(metadata["chunks"]) * 6
     assert 8 <= len(before) < total, "the run was not interrupted mid-way"

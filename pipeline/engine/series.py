@@ -119,8 +119,16 @@ def resolve_selection(chosen: tuple[int, ...], count: int, what: str) -> tuple[i
     """The selected numbers checked against ``count`` available; all of them when none is chosen."""
     if not chosen:
         return tuple(range(1, count + 1))
-    if chosen[-1] > count:
-        raise SelectionError(f"{what}: {chosen[-1]} is selected but there are only {count}")
+    beyond = [n for n in chosen if n > count]
+    if beyond:
+        ranges, start = [], beyond[0]
+        for i, n in enumerate(beyond):
+            if i + 1 == len(beyond) or beyond[i + 1] != n + 1:
+                ranges.append(f"{start}-{n}" if n > start else str(n))
+                start = beyond[i + 1] if i + 1 < len(beyond) else None
+        return_text = ",".join(ranges)
+        raise SelectionError(f"{what}: {return_text} {'is' if len(beyond) == 1 else 'are'} selected but there are "
+                             f"only {count} (1-{count})")
     return chosen
 
 
@@ -230,6 +238,8 @@ def values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         if chunk.null_count:
             raise ValueError(f"column of {column.type} has {chunk.null_count} nulls")
         parts.append(np.frombuffer(chunk.buffers()[1], dtype=dtype)[chunk.offset:chunk.offset + len(chunk)])
+    if not parts:
+        return np.zeros(0, dtype)
     return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
 

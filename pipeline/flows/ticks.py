@@ -1,8 +1,11 @@
 """The "ticks" flow's plain functions: chunk the input, analyse a chunk × universe, consolidate.
 
 They join the time-series engine (``pipeline.engine.series``: layout, chunk files, scans,
-chronological split) to the pure functions of the ticks kind, and know nothing of Luigi.
-``pipeline/tasks/ticks.py`` wires them into tasks.
+chronological split), the tick readers of the ticks kind and the universe analyses
+(``pipeline/analyses``), and know nothing of Luigi. ``pipeline/tasks/ticks.py`` wires them
+into tasks. Every stage writes a stage record (``records/ticks/...``, engine/records.py)
+listing what it wrote; a stage verifies the checksums of what it reads and rebuilds a
+damaged input once (``InputError`` if it is still damaged).
 """
 
 from __future__ import annotations
@@ -10,24 +13,37 @@ from __future__ import annotations
 import collections
 import functools
 import resource
-import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from pipeline import analyses
+from pipeline.analyses import necrozma
+from pipeline.analyses.base import Analysis, Consolidated, UniverseContext
+from pipeline.engine import series
 from pipeline.engine.batches import InputError, describe, failure
 from pipeline.engine.discovery import InputFile, discover
+from pipeline.engine.layout import SPLITS, claim
+from pipeline.engine.records import (
+    Stage,
+    code_digest,
+    current_record,
+    damaged,
+    is_complete,
+    remove_record,
+    write_record,
+)
 from pipeline.engine.series import (
-    SampleSpec,
     SelectionError,
     SeriesLayout,
     chronological_bounds,
-    listing,
     markdown_table,
     read_parquet,
     scan,
@@ -42,18 +58,20 @@ from pipeline.kinds import ticks
 from pipeline.recipe import Recipe, RecipeError
 
 CONTEXT_COLUMNS = ["timestamp", "mid", "spread_pips"]
-SPEC = SampleSpec(features=ticks.FEATURES, label="next_class", time="start", first="window_start", last="next_start")
+CHUNKS = "ticks/chunks"
+"""Stage record of the chunking (chunk files and their metadata)."""
 
 
 @dataclass(frozen=True, eq=False)
 class TicksRun:
-    """What a run derives from the recipe and the input tree: layout, inputs, universes, fingerprints."""
+    """What a run derives from the recipe and the input tree: layout, inputs, universes, analysis, fingerprints."""
 
     recipe: Recipe
     layout: SeriesLayout
     inputs: tuple[InputFile, ...]
     chunk_fingerprint: str
     universes: tuple[tuple[str, int, int], ...]
+    analysis: Analysis
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -69,24 +87,74 @@ class TicksRun:
             raise SelectionError(f"universe {number} does not exist: the recipe defines 1-{len(self.universes)}")
         return self.universes[number - 1]
 
-    def final_fingerprint(self, key: str, chunks: tuple[int, ...]) -> str:
-        """What the consolidated outputs of ``key`` (a universe, or the overall key) over ``chunks`` depend on."""
+    @functools.cached_property
+    def analysis_digest(self) -> str:
+        return code_digest(analyses, self.analysis.analyse, self.analysis.consolidate, ticks, flow_module())
+
+    def result_stage(self, universe: int, index: int) -> str:
+        return f"ticks/results/{self.universe(universe)[0]}/chunk_{index:03d}"
+
+    def result_fingerprint(self, universe: int, index: int) -> str:
+        """What the result of chunk ``index`` × ``universe`` depends on: the chunks, the universe, the code."""
+        name, interval, lookback = self.universe(universe)
+        return digest([self.chunk_fingerprint, index, name, interval, lookback, self.analysis.name,
+                       self.settings["pip_size"], self.analysis_digest])
+
+    def final_key(self, universes: tuple[int, ...], chunks: tuple[int, ...], chunk_count: int) -> str:
+        """``""`` for the full build, else ``subsets/u<universes>_c<chunks>`` (its own folder)."""
+        if universes == tuple(range(1, len(self.universes) + 1)) and chunks == tuple(range(1, chunk_count + 1)):
+            return ""
+        return f"subsets/u{compact(universes)}_c{compact(chunks)}"
+
+    def final_folder(self, key: str) -> Path:
+        return self.layout.final / key if key else self.layout.final
+
+    def final_stage(self, key: str, universe: int | None = None) -> str:
+        parts = ["ticks/final", key, self.universe(universe)[0] if universe else ""]
+        return "/".join(part for part in parts if part)
+
+    def final_fingerprint(self, universe: int | None, universes: tuple[int, ...], chunks: tuple[int, ...]) -> str:
+        """What the consolidated outputs of ``universe`` (None: the overall ones) over ``chunks`` depend on."""
         table = self.recipe.tables["universes"]
-        return digest([self.chunk_fingerprint, key, list(chunks), dict(self.recipe.split), table["min_count"],
-                       table["intervals"], table["lookbacks"]])
+        chosen = (universe,) if universe else universes
+        return digest([[self.result_fingerprint(u, c) for u in chosen for c in chunks], universe, list(universes),
+                       dict(self.recipe.split), table["min_count"], self.recipe.name])
+
+
+def flow_module() -> ModuleType:
+    return sys.modules[__name__]
+
+
+def compact(numbers: tuple[int, ...]) -> str:
+    """``1-5,20`` for (1, 2, 3, 4, 5, 20)."""
+    ranges, start = [], None
+    for i, n in enumerate(numbers):
+        start = n if start is None else start
+        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
+            ranges.append(f"{start}-{n}" if n > start else str(n))
+            start = None
+    return ",".join(ranges)
 
 
 def make_run(recipe: Recipe) -> TicksRun:
-    """The run of ``recipe``: one walk of its input folder."""
+    """The run of ``recipe``: one walk of its input folder; RecipeError (one line) on settings it cannot run."""
     if recipe.split["normalize"]:
         raise RecipeError(f"{recipe.path}: [split] normalize = true is not supported by kind 'ticks' "
                           "(its features are already pips, shares and ratios)")
+    table = recipe.tables["universes"]
+    try:
+        analysis = analyses.resolve(table["analysis"])
+    except LookupError as exc:
+        raise RecipeError(f"{recipe.path}: [universes] analysis: {exc}") from None
+    problem = analysis.check(list(table["lookbacks"]))
+    if problem:
+        raise RecipeError(f"{recipe.path}: [universes] lookbacks {problem}")
     inputs = tuple(discover(recipe.input_dir, recipe.pattern))
     kind = recipe.kind
     fingerprint = digest([kind.name, kind.version, dict(recipe.tables["ticks"]), recipe.on_error,
-                          [(f.relative, f.size, f.mtime_ns) for f in inputs]])
-    universes = tuple(ticks.universes(recipe.tables["universes"]))
-    return TicksRun(recipe, SeriesLayout(recipe.output_dir), inputs, fingerprint, universes)
+                          [(f.relative, f.size, f.mtime_ns) for f in inputs], code_digest(ticks, series)])
+    universes = tuple(ticks.universes(table))
+    return TicksRun(recipe, SeriesLayout(recipe.output_dir), inputs, fingerprint, universes, analysis)
 
 
 @functools.lru_cache(maxsize=8)
@@ -141,13 +209,14 @@ class _Accounting:
 
 def chunk_input(run: TicksRun, block_bytes: int, row_group_rows: int, compression: str = "none",
                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Stream every input file, drop and count bad ticks, write the chunk files and then their metadata.
+    """Stream every input file, drop and count bad ticks, write the chunk files, their metadata, the record.
 
-    Chunks and results of an earlier run are removed first: results are derived from chunks.
+    Only the files of the previous chunking's record are removed first; results are kept (their
+    fingerprints name the chunking they were made from).
     """
-    started, layout, settings = time.time(), run.layout, run.settings
-    for folder in (layout.chunks, layout.results):
-        shutil.rmtree(folder, ignore_errors=True)
+    started, layout, settings, root = time.time(), run.layout, run.settings, run.layout.root
+    claim(root, run.recipe.name)
+    remove_record(root, CHUNKS)
     cleaner = ticks.TickCleaner(settings["pip_size"], settings["record_limit"])
     accounting = _Accounting(run.recipe.on_error)
 
@@ -173,28 +242,53 @@ def chunk_input(run: TicksRun, block_bytes: int, row_group_rows: int, compressio
     metadata = {"fingerprint": run.chunk_fingerprint, "chunk_size": settings["chunk_size"], "chunks": chunks,
                 **accounting.summary(), "seconds": round(time.time() - started, 3), "peak_rss_mb": peak_rss_mb()}
     write_json(layout.chunk_metadata, metadata)
+    write_record(root, CHUNKS, run.chunk_fingerprint,
+                 [layout.chunks / c["file"] for c in chunks] + [layout.chunk_metadata],
+                 {"chunks": len(chunks), "ticks": metadata["ticks"], "files": metadata["files"]})
     return metadata
 
 
 def chunks_complete(run: TicksRun) -> bool:
-    """The chunk metadata matches the run and every chunk file it lists is present with its size."""
-    metadata = read_json(run.layout.chunk_metadata)
-    if not metadata or metadata.get("fingerprint") != run.chunk_fingerprint:
-        return False
-    names = listing(run.layout.chunks)
-    try:
-        return all(c["file"] in names and (run.layout.chunks / c["file"]).stat().st_size == c["size"]
-                   for c in metadata["chunks"])
-    except OSError:
-        return False
+    """The chunking's record is current and its files have their recorded sizes."""
+    return is_complete(run.layout.root, CHUNKS, run.chunk_fingerprint)
 
 
 def chunk_metadata(run: TicksRun) -> dict[str, Any]:
     """The metadata written by :func:`chunk_input` (which must have run)."""
     metadata = read_json(run.layout.chunk_metadata)
-    if not metadata or metadata.get("fingerprint") != run.chunk_fingerprint:
+    if not chunks_complete(run) or not metadata or metadata.get("fingerprint") != run.chunk_fingerprint:
         raise InputError(f"{run.layout.chunk_metadata} is missing or stale: chunk the input first (ChunkTicks)")
     return metadata
+
+
+_VERIFIED: set[tuple[str, int, int]] = set()
+"""Chunk files whose checksum this process has verified: (path, size, mtime_ns)."""
+
+
+def verified_chunks(run: TicksRun, metadata: dict[str, Any], indices: list[int],
+                    rechunk: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The metadata, after checking the checksums of chunks ``indices``; re-chunks once if one is damaged."""
+    root = run.layout.root
+    names = [f"chunks/{metadata['chunks'][i - 1]['file']}" for i in indices]
+    todo = [n for n in names if _stamp(root / n) not in _VERIFIED]
+    record = current_record(root, CHUNKS, run.chunk_fingerprint)
+    problems = damaged(root, record, todo) if record else ["the chunking's record is missing or stale"]
+    if problems:
+        metadata = rechunk()
+        record = current_record(root, CHUNKS, run.chunk_fingerprint)
+        problems = damaged(root, record, names) if record else ["no record after re-chunking"]
+        if problems:
+            raise InputError(f"{root / 'chunks'}: still damaged after re-chunking: {problems[0]}")
+    _VERIFIED.update(_stamp(root / n) for n in names)
+    return metadata
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (str(path), -1, -1)
+    return (str(path), stat.st_size, stat.st_mtime_ns)
 
 
 def _candles(table: pa.Table, interval: int, pip: float) -> dict[str, np.ndarray]:
@@ -203,35 +297,65 @@ def _candles(table: pa.Table, interval: int, pip: float) -> dict[str, np.ndarray
 
 
 def analyse_chunk(run: TicksRun, metadata: dict[str, Any], index: int, universe: int) -> pa.Table:
-    """Candles of chunk ``index`` for one universe with window features, reading neighbours' edges only."""
+    """The analysis of chunk ``index`` in one universe, reading only the neighbours' edges it needs."""
     _, interval, lookback = run.universe(universe)
     pip, layout = run.settings["pip_size"], run.layout
     paths = [layout.chunks / chunk["file"] for chunk in metadata["chunks"]]
     own = read_parquet(paths[index - 1], columns=CONTEXT_COLUMNS)
-    need = lookback - 1
+    need, after_need = run.analysis.before(lookback), run.analysis.after
 
     def count(table: pa.Table) -> int:
         return ticks.bucket_count(values(table.column("timestamp")), interval)
 
     earlier = paths[:index - 1][::-1] if need else []
     before = _candles(scan(earlier, own.schema, lambda t: count(t) - 1 >= need, backwards=True), interval, pip)
-    before = {name: values[len(values) - min(need, len(values)):] for name, values in before.items()}
-    after = scan(paths[index:], own.schema, lambda t: count(t) >= 2, backwards=False)
-    return ticks.analyse(before, _candles(own, interval, pip), _candles(after, interval, pip), lookback, pip)
+    before = {name: array[len(array) - min(need, len(array)):] for name, array in before.items()}
+    later = paths[index:] if after_need else []
+    after = _candles(scan(later, own.schema, lambda t: count(t) >= after_need + 1, backwards=False), interval, pip)
+    after = {name: array[:after_need] for name, array in after.items()}
+    mine = _candles(own, interval, pip)
+    joined = {name: np.concatenate([before[name], mine[name], after[name]]) for name in mine}
+    rows = np.arange(len(before["start"]), len(before["start"]) + len(mine["start"]))
+    return run.analysis.analyse(joined, rows, lookback, pip)
 
 
 def write_result(run: TicksRun, universe: int, index: int, table: pa.Table, started: float) -> None:
-    """Write the result Parquet of chunk × universe, then the timing of the task that made it."""
+    """Write the result Parquet of chunk × universe and its timing, then the stage record."""
     name = run.universe(universe)[0]
-    write_parquet(run.layout.result(name, index), table)
-    write_json(run.layout.result_timing(name, index), {
-        "started": started, "seconds": round(time.time() - started, 3), "peak_rss_mb": peak_rss_mb()})
+    result, timing = run.layout.result(name, index), run.layout.result_timing(name, index)
+    write_parquet(result, table)
+    write_json(timing, {"started": started, "seconds": round(time.time() - started, 3), "peak_rss_mb": peak_rss_mb()})
+    write_record(run.layout.root, run.result_stage(universe, index), run.result_fingerprint(universe, index),
+                 [result, timing], {"rows": len(table)})
 
 
-def result_exists(run: TicksRun, universe: int, index: int) -> bool:
-    """Cheap check: the result's name is in its universe folder's (cached) listing."""
-    name = run.universe(universe)[0]
-    return run.layout.result(name, index).name in listing(run.layout.universe_results(name))
+def result_complete(run: TicksRun, universe: int, index: int) -> bool:
+    """Cheap check: the result's record is current and its files have their sizes."""
+    return is_complete(run.layout.root, run.result_stage(universe, index), run.result_fingerprint(universe, index))
+
+
+def build_result(run: TicksRun, metadata: dict[str, Any], universe: int, index: int,
+                 rechunk: Callable[[], dict[str, Any]]) -> None:
+    """Verify the chunk files the result reads (re-chunking once if damaged), analyse, write."""
+    started = time.time()
+    reads = list(range(max(1, index - 1), min(len(metadata["chunks"]), index + 1) + 1))
+    metadata = verified_chunks(run, metadata, reads, rechunk)
+    write_result(run, universe, index, analyse_chunk(run, metadata, index, universe), started)
+
+
+def verified_results(run: TicksRun, metadata: dict[str, Any], universe: int, chunks: tuple[int, ...],
+                     rechunk: Callable[[], dict[str, Any]]) -> None:
+    """Check every result of ``universe`` over ``chunks``; rebuild (once) those missing, stale or damaged."""
+    root = run.layout.root
+    for index in chunks:
+        stage, fingerprint = run.result_stage(universe, index), run.result_fingerprint(universe, index)
+        record = current_record(root, stage, fingerprint)
+        if record and not damaged(root, record, [n for n in record.outputs if n.endswith(".parquet")]):
+            continue
+        build_result(run, metadata, universe, index, rechunk)
+        record = current_record(root, stage, fingerprint)
+        if not record or damaged(root, record):
+            raise InputError(f"{root / stage}: still damaged after rebuilding it")
 
 
 def _results(run: TicksRun, name: str, chunks: tuple[int, ...]) -> Callable[[], Iterator[pa.Table]]:
@@ -243,39 +367,56 @@ def _bounds(run: TicksRun, metadata: dict[str, Any], chunks: tuple[int, ...]) ->
     return chronological_bounds(selected[0]["first_ns"], selected[-1]["last_ns"], run.recipe.split)
 
 
-def consolidate_universe(run: TicksRun, metadata: dict[str, Any], universe: int,
-                         chunks: tuple[int, ...]) -> dict[str, Any]:
-    """Pattern statistics, training set, stats and report of one universe over ``chunks``; manifest last."""
+def consolidate_universe(run: TicksRun, metadata: dict[str, Any], universe: int, chunks: tuple[int, ...],
+                         universes: tuple[int, ...] | None = None,
+                         rechunk: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Patterns, extra tables, training set, stats and report of one universe over ``chunks``; record last."""
     started = time.time()
+    universes = universes or tuple(range(1, len(run.universes) + 1))
+    key = run.final_key(universes, chunks, len(metadata["chunks"]))
+    rechunk = rechunk or (lambda: metadata)
+    verified_results(run, metadata, universe, chunks, rechunk)
     name, interval, lookback = run.universe(universe)
-    folder = run.layout.universe_final(name)
+    folder = run.final_folder(key) / name
     remove_stale_temps(folder)
     tables = _results(run, name, chunks)
-    stats, candles = ticks.PatternStats(), 0
-    for table in tables():
-        stats.update(*(values(table.column(name)) for name in ("pattern", "next_class", "next_body_pips")))
-        candles += len(table)
-    patterns = stats.table(name, run.recipe.tables["universes"]["min_count"])
-    write_parquet(run.layout.patterns(folder), patterns)
-    split = write_chronological_split(folder, tables, SPEC, _bounds(run, metadata, chunks))
+    context = UniverseContext(name, interval, lookback, run.settings["pip_size"],
+                              run.recipe.tables["universes"]["min_count"])
+    consolidated = run.analysis.consolidate(tables, context)
+    write_parquet(run.layout.patterns(folder), consolidated.patterns)
+    extra = []
+    for table_name, table in consolidated.tables.items():
+        write_parquet(folder / f"{table_name}.parquet", table)
+        extra.append(f"{table_name}.parquet")
+    first = next(tables(), None)
+    split = None
+    if run.analysis.sample and first is not None:
+        split = write_chronological_split(folder, tables, run.analysis.sample(first.schema.names),
+                                          _bounds(run, metadata, chunks))
     timings = [read_json(run.layout.result_timing(name, index)) or {} for index in chunks]
     summary = {
-        "dataset": run.recipe.name, "kind": run.recipe.kind.name, "universe": name, "interval_minutes": interval,
-        "lookback": lookback, "chunks": list(chunks), "ticks": sum(metadata["chunks"][i - 1]["rows"] for i in chunks),
-        "candles": candles, "rows": split["rows"], "groups": split["groups"], "left_out": split["left_out"],
+        "dataset": run.recipe.name, "kind": run.recipe.kind.name, "analysis": run.analysis.name, "universe": name,
+        "interval_minutes": interval, "lookback": lookback, "chunks": list(chunks),
+        "ticks": sum(metadata["chunks"][i - 1]["rows"] for i in chunks),
+        "result_rows": sum(read_json(run.layout.root / "records" / f"{run.result_stage(universe, i)}.json")
+                           ["facts"]["rows"] for i in chunks),
+        **dict(consolidated.facts),
         "input": {"files": metadata["files"], "ticks": metadata["ticks"],
-                  "failures_by_reason": metadata["failures"]["by_reason"],
-                  "failure_records": "chunks/metadata.json"},
-        "split": {"by": "time", **split["bounds"]}, "features": list(ticks.FEATURES),
-        "labels": {"next_class": list(ticks.CLASS_NAMES)}, "patterns_seen": len(patterns),
+                  "failures_by_reason": metadata["failures"]["by_reason"], "failure_records": "chunks/metadata.json"},
+        "patterns_seen": len(consolidated.patterns),
         "stages": {"analysis": _stage(timings),
                    "consolidation": {"seconds": round(time.time() - started, 3), "peak_rss_mb": peak_rss_mb()}},
     }
+    if split:
+        summary.update(rows=split["rows"], groups=split["groups"], left_out=split["left_out"],
+                       split={"by": "time", **split["bounds"]}, features=list(run.analysis.sample(
+                           first.schema.names).features), labels={"label": list(run.analysis.label_names)})
     write_json(folder / "stats.json", summary)
-    write_text(run.layout.report(folder), universe_report(summary, patterns))
-    files = [*split["files"], "stats.json", run.layout.patterns(folder).name, run.layout.report(folder).name]
-    write_json(run.layout.manifest(folder), {"fingerprint": run.final_fingerprint(name, chunks),
-                                             "files": {f: (folder / f).stat().st_size for f in files}})
+    write_text(run.layout.report(folder), universe_report(run, summary, consolidated))
+    files = [*(split["files"] if split else []), "stats.json", run.layout.patterns(folder).name,
+             run.layout.report(folder).name, *extra]
+    write_record(run.layout.root, run.final_stage(key, universe), run.final_fingerprint(universe, universes, chunks),
+                 [folder / f for f in files], {"rows": summary.get("rows", {}), "patterns": len(consolidated.patterns)})
     return summary
 
 
@@ -290,30 +431,41 @@ def _stage(timings: list[dict[str, Any]]) -> dict[str, Any]:
             "peak_rss_mb": max(t["peak_rss_mb"] for t in timings)}
 
 
-def overall_key(run: TicksRun, universes: tuple[int, ...]) -> str:
-    """What the overall outputs are of: ``all:`` and the selected universes' names."""
-    return "all:" + ",".join(run.universe(u)[0] for u in universes)
+def final_complete(run: TicksRun, universe: int | None, universes: tuple[int, ...], chunks: tuple[int, ...],
+                   chunk_count: int) -> bool:
+    """The record of the consolidation of ``universe`` (None: overall) over ``chunks`` is current."""
+    key = run.final_key(universes, chunks, chunk_count)
+    return is_complete(run.layout.root, run.final_stage(key, universe),
+                       run.final_fingerprint(universe, universes, chunks))
 
 
-def final_complete(run: TicksRun, folder: Path, key: str, chunks: tuple[int, ...]) -> bool:
-    """The manifest in ``folder`` matches ``key`` and ``chunks`` and its files have their recorded sizes."""
-    manifest = read_json(run.layout.manifest(folder))
-    if not manifest or manifest.get("fingerprint") != run.final_fingerprint(key, chunks):
-        return False
-    try:
-        return all((folder / name).stat().st_size == size for name, size in manifest["files"].items())
-    except OSError:
-        return False
+def _verified_universe(run: TicksRun, metadata: dict[str, Any], universe: int, universes: tuple[int, ...],
+                       chunks: tuple[int, ...], rechunk: Callable[[], dict[str, Any]]) -> None:
+    """Re-consolidate (once) a universe whose consolidated files are missing, stale or damaged."""
+    root, key = run.layout.root, run.final_key(universes, chunks, len(metadata["chunks"]))
+    stage = run.final_stage(key, universe)
+    record = current_record(root, stage, run.final_fingerprint(universe, universes, chunks))
+    if record and not damaged(root, record):
+        return
+    consolidate_universe(run, metadata, universe, chunks, universes, rechunk)
+    record = current_record(root, stage, run.final_fingerprint(universe, universes, chunks))
+    if not record or damaged(root, record):
+        raise InputError(f"{root / stage}: still damaged after consolidating it again")
 
 
 def consolidate_all(run: TicksRun, metadata: dict[str, Any], universes: tuple[int, ...],
-                    chunks: tuple[int, ...], started: float) -> dict[str, Any]:
-    """Every selected universe's patterns ranked globally, and the overall performance report."""
-    folder = run.layout.final
+                    chunks: tuple[int, ...], started: float,
+                    rechunk: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Every selected universe's patterns ranked globally, the overall report and stats; record last."""
+    key = run.final_key(universes, chunks, len(metadata["chunks"]))
+    folder = run.final_folder(key)
+    rechunk = rechunk or (lambda: metadata)
+    for universe in universes:
+        _verified_universe(run, metadata, universe, universes, chunks, rechunk)
     names = [run.universe(u)[0] for u in universes]
-    summaries = [read_json(run.layout.universe_final(name) / "stats.json") for name in names]
-    tables = [read_parquet(run.layout.patterns(run.layout.universe_final(name))) for name in names]
-    ranked = ticks.rank_globally(tables)
+    summaries = [read_json(folder / name / "stats.json") for name in names]
+    tables = [read_parquet(run.layout.patterns(folder / name)) for name in names]
+    ranked = rank_globally(tables)
     write_parquet(run.layout.patterns(folder), ranked)
     timings = [read_json(run.layout.result_timing(name, index)) or {} for name in names for index in chunks]
     consolidation = [s["stages"]["consolidation"] for s in summaries]
@@ -324,17 +476,65 @@ def consolidate_all(run: TicksRun, metadata: dict[str, Any], universes: tuple[in
                           "task_seconds": round(sum(c["seconds"] for c in consolidation) + time.time() - started, 3),
                           "peak_rss_mb": max([c["peak_rss_mb"] for c in consolidation] + [peak_rss_mb()])},
     }
-    report = overall_report(run, metadata, summaries, ranked, chunks, stages)
-    write_text(run.layout.report(folder), report)
-    files = [run.layout.patterns(folder).name, run.layout.report(folder).name]
-    write_json(run.layout.manifest(folder), {"fingerprint": run.final_fingerprint(overall_key(run, universes), chunks),
-                                             "universes": names, "stages": stages,
-                                             "files": {f: (folder / f).stat().st_size for f in files}})
+    files = [run.layout.patterns(folder), run.layout.report(folder), folder / "stats.json"]
+    if run.analysis.name == "necrozma":
+        write_json(folder / "rankings.json", necrozma.rankings(summaries))
+        write_json(folder / "pattern_summary.json", necrozma.pattern_summary(summaries))
+        files += [folder / "rankings.json", folder / "pattern_summary.json"]
+    write_json(folder / "stats.json", common_stats(run, metadata, summaries, names, chunks, stages))
+    write_text(run.layout.report(folder), overall_report(run, metadata, summaries, ranked, chunks, stages))
+    write_record(run.layout.root, run.final_stage(key), run.final_fingerprint(None, universes, chunks), files,
+                 {"universes": names, "chunks": list(chunks), "stages": stages})
     return stages
 
 
-def _top(patterns: pa.Table, rank_column: str, count: int = 10) -> str:
-    columns = ["universe", "name", "count", "next_up_rate", "next_down_rate", "next_mean_pips", "score", rank_column]
+def rank_globally(tables: list[pa.Table]) -> pa.Table:
+    """All universes' pattern tables in one, ordered and ranked by score (ties: universe, name)."""
+    tables = [t for t in tables if len(t)]
+    if not tables:
+        return pa.table({"universe": pa.array([], pa.string()), "name": pa.array([], pa.string()),
+                         "score": pa.array([], pa.float64()), "global_rank": pa.array([], pa.int32())})
+    table = pa.concat_tables(tables, promote_options="default").sort_by(
+        [("score", "descending"), ("universe", "ascending"), ("name", "ascending")])
+    return table.append_column("global_rank", pa.array(np.arange(1, len(table) + 1, dtype=np.int32)))
+
+
+def common_stats(run: TicksRun, metadata: dict[str, Any], summaries: list[dict], names: list[str],
+                 chunks: tuple[int, ...], stages: dict[str, Any]) -> dict[str, Any]:
+    """``final/stats.json`` in the engine's common shape: files, records (ticks), rows, failures."""
+    tick_rows, files = metadata["ticks"], metadata["files"]
+    rows = {split: sum((s.get("rows") or {}).get(split, 0) for s in summaries) for s in ("total", *SPLITS)
+            for split in (s,)}
+    return {
+        "dataset": run.recipe.name, "kind": run.recipe.kind.name, "analysis": run.analysis.name,
+        "files": {"discovered": files["discovered"], "processed": files["discovered"] - files["failed"],
+                  "failed": files["failed"]},
+        "records": {"processed": tick_rows["kept"], "failed": tick_rows["bad"]},
+        "rows": rows, "universes": names, "chunks": list(chunks),
+        "failures": {"by_reason": metadata["failures"]["by_reason"], "records": metadata["failures"]["records"]},
+        "stages": stages,
+    }
+
+
+def flow_stages(recipe: Recipe) -> list[Stage]:
+    """Every stage a full build of ``recipe`` expects, with its current fingerprint (for Status and Cleanup).
+
+    Result and consolidation stages are listed once the chunking is complete (their count is its chunk count).
+    """
+    run = make_run(recipe)
+    stages = [Stage(CHUNKS, run.chunk_fingerprint, True)]
+    if not chunks_complete(run):
+        return stages
+    count = len(chunk_metadata(run)["chunks"])
+    universes, chunks = tuple(range(1, len(run.universes) + 1)), tuple(range(1, count + 1))
+    stages += [Stage(run.result_stage(u, c), run.result_fingerprint(u, c), True) for u in universes for c in chunks]
+    stages += [Stage(run.final_stage("", u), run.final_fingerprint(u, universes, chunks), False) for u in universes]
+    stages.append(Stage(run.final_stage(""), run.final_fingerprint(None, universes, chunks), False))
+    return stages
+
+
+def _top(patterns: pa.Table, columns: list[str], count: int = 10) -> str:
+    columns = [c for c in columns if c in patterns.schema.names]
     rows = patterns.select(columns).slice(0, count).to_pylist()
     return markdown_table(columns, [[_fmt(row[c]) for c in columns] for row in rows])
 
@@ -343,19 +543,22 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def universe_report(summary: dict[str, Any], patterns: pa.Table) -> str:
+def universe_report(run: TicksRun, summary: dict[str, Any], consolidated: Consolidated) -> str:
     """``performance_report.md`` of one universe."""
     analysis, consolidation = summary["stages"]["analysis"], summary["stages"]["consolidation"]
+    rows = summary.get("rows") or {}
     return (
-        f"# {summary['universe']}: {summary['interval_minutes']}-minute candles, lookback {summary['lookback']}\n\n"
-        + markdown_table(["ticks", "chunks", "candles", "train", "val", "test", "patterns"],
-                         [[summary["ticks"], len(summary["chunks"]), summary["candles"], summary["rows"]["train"],
-                           summary["rows"]["val"], summary["rows"]["test"], summary["patterns_seen"]]])
+        f"# {summary['universe']}: {summary['interval_minutes']}-minute candles, lookback {summary['lookback']}, "
+        f"analysis {summary['analysis']}\n\n"
+        + markdown_table(["ticks", "chunks", "result rows", "train", "val", "test", "patterns"],
+                         [[summary["ticks"], len(summary["chunks"]), summary["result_rows"], rows.get("train", ""),
+                           rows.get("val", ""), rows.get("test", ""), summary["patterns_seen"]]])
+        + (f"\n{consolidated.report}" if consolidated.report else "")
         + "\n## Time and memory\n\n"
         + markdown_table(["stage", "tasks", "task seconds", "peak RSS MiB"],
                          [["chunk × universe", analysis["tasks"], analysis["task_seconds"], analysis["peak_rss_mb"]],
                           ["consolidation", 1, consolidation["seconds"], consolidation["peak_rss_mb"]]])
-        + f"\n## Top patterns\n\n{_top(patterns, 'rank')}")
+        + f"\n## Top patterns\n\n{_top(consolidated.patterns, [*run.analysis.top_columns, 'rank'])}")
 
 
 def overall_report(run: TicksRun, metadata: dict[str, Any], summaries: list[dict], ranked: pa.Table,
@@ -365,8 +568,17 @@ def overall_report(run: TicksRun, metadata: dict[str, Any], summaries: list[dict
     bad = [[reason, tick_rows[reason]] for reason in ticks.REASONS]
     stage_rows = [[name, s["tasks"], s.get("seconds", s.get("task_seconds")), s.get("wall_seconds", ""),
                    s["peak_rss_mb"]] for name, s in stages.items()]
+    universe_rows = [[s["universe"], s["result_rows"], (s.get("rows") or {}).get("train", ""),
+                      (s.get("rows") or {}).get("val", ""), (s.get("rows") or {}).get("test", ""),
+                      s["patterns_seen"]] for s in summaries]
+    ranking = ""
+    if run.analysis.name == "necrozma":
+        ranking = "\n## Universe ranking (upstream's score)\n\n" + markdown_table(
+            ["rank", "universe", "targets", "signatures seen 3+ times", "dfa_mean", "score"],
+            [[i, r["name"], r["total_patterns"], r["high_conf_patterns"], _fmt(r["dfa_mean"]), _fmt(r["score"])]
+             for i, r in enumerate(necrozma.rankings(summaries), start=1)])
     return (
-        f"# {run.recipe.name}: tick patterns\n\n"
+        f"# {run.recipe.name}: tick patterns (analysis {run.analysis.name})\n\n"
         + markdown_table(["ticks read", "ticks kept", "bad ticks", "chunks", "chunk size", "universes"],
                          [[tick_rows["read"], tick_rows["kept"], tick_rows["bad"], len(chunks),
                            metadata["chunk_size"], len(summaries)]])
@@ -374,7 +586,6 @@ def overall_report(run: TicksRun, metadata: dict[str, Any], summaries: list[dict
         + "\n## Time and memory per stage\n\n"
         + markdown_table(["stage", "tasks", "seconds (summed over tasks)", "wall seconds", "peak RSS MiB"], stage_rows)
         + "\n## Universes\n\n"
-        + markdown_table(["universe", "candles", "train", "val", "test", "patterns"],
-                         [[s["universe"], s["candles"], s["rows"]["train"], s["rows"]["val"], s["rows"]["test"],
-                           s["patterns_seen"]] for s in summaries])
-        + f"\n## Top patterns overall\n\n{_top(ranked, 'global_rank')}")
+        + markdown_table(["universe", "result rows", "train", "val", "test", "patterns"], universe_rows)
+        + ranking
+        + f"\n## Top patterns overall\n\n{_top(ranked, ['universe', *run.analysis.top_columns, 'global_rank'])}")

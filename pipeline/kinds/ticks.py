@@ -244,6 +244,7 @@ def candles(ts: np.ndarray, mid: np.ndarray, spread: np.ndarray, interval: int, 
     return {
         "start": bucket[first] * (interval * MINUTE_NS),
         "open": open_, "high": high, "low": low, "close": close, "ticks": ticks,
+        "spread_avg": np.add.reduceat(spread.astype(np.float64), first) / ticks,
         "spread_mean_pips": (np.add.reduceat(spread.astype(np.float64), first) / ticks).astype(np.float32),
         "body_pips": body.astype(np.float32),
         "range_pips": np.round((high - low) / pip, 6).astype(np.float32),
@@ -256,7 +257,8 @@ def candles(ts: np.ndarray, mid: np.ndarray, spread: np.ndarray, interval: int, 
 
 
 CANDLE_DTYPES = {"start": np.int64, "open": np.float64, "high": np.float64, "low": np.float64,
-                 "close": np.float64, "ticks": np.int32, "spread_mean_pips": np.float32, "body_pips": np.float32,
+                 "close": np.float64, "ticks": np.int32, "spread_avg": np.float64, "spread_mean_pips": np.float32,
+                 "body_pips": np.float32,
                  "range_pips": np.float32, "upper_wick_pips": np.float32, "lower_wick_pips": np.float32,
                  "direction": np.int8, "size_class": np.int8, "class": np.int8}
 
@@ -334,7 +336,7 @@ def analyse(before: dict[str, np.ndarray], own: dict[str, np.ndarray], after: di
     pad = len(own["start"]) - len(following["start"])
     following = {name: np.concatenate([v, np.zeros(pad, v.dtype)]) for name, v in following.items()}
     stamp = pa.timestamp("ns", "UTC")
-    columns: dict[str, Any] = {name: own[name] for name in own}
+    columns: dict[str, Any] = {name: own[name] for name in own if name != "spread_avg"}
     columns["start"] = pa.array(own["start"]).cast(stamp)
     columns["window_start"] = pa.array(window_start, mask=~complete).cast(stamp)
     columns["pattern"] = patterns(own, features)
@@ -406,6 +408,12 @@ def _divides_day(values: list) -> str | None:
     return f"has {bad}: every interval must divide a day (1440 minutes)" if bad else None
 
 
+def _analysis_problem(name: str) -> str | None:
+    from pipeline import analyses  # analyses import this module: resolved lazily, at recipe load
+
+    return analyses.problem(name)
+
+
 def _positive_ints(values: list) -> str | None:
     if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
         return "must be a non-empty list of positive integers"
@@ -431,6 +439,8 @@ KIND = Kind(
                                  check=lambda v: _divides_day(v) or _positive_ints(v)),
             "lookbacks": Setting(list, [5, 10, 20, 50, 100], help="lookback windows in candles",
                                  check=_positive_ints),
+            "analysis": Setting(str, "next_candle", help="universe analysis: 'necrozma', 'next_candle' or a plug-in "
+                                "'package.module:function' (docs/ticks.md)", check=_analysis_problem),
             "strategy": Setting(str, "auto", STRATEGIES,
                                 "run order: chunk by chunk, universe by universe, or auto by free memory"),
             "min_count": Setting(int, 30, help="patterns seen fewer times get score 0",

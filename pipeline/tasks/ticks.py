@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import time
 
 import luigi
@@ -16,6 +17,7 @@ import psutil
 
 from pipeline.config import series
 from pipeline.engine.progress import TaskProgress
+from pipeline.engine.records import record_path
 from pipeline.engine.series import SeriesLayout, parse_selection, resolve_selection
 from pipeline.engine.storage import remove_stale_temps
 from pipeline.engine.targets import CheckedTarget
@@ -23,6 +25,7 @@ from pipeline.flows import ticks as flow
 from pipeline.recipe import Recipe, load_recipe
 from pipeline.tasks.dataset import DatasetTask
 
+logger = logging.getLogger("luigi-interface")
 FIRST = 10**9
 """Priority of consolidation tasks: they list their chunk × universe tasks before any of those runs."""
 
@@ -71,6 +74,12 @@ class TicksTask(DatasetTask):
         return self.ticks_run.layout
 
 
+def _rechunk(run: flow.TicksRun):
+    """Re-chunking with the configured settings: how a stage repairs a damaged chunk file."""
+    config = series()
+    return lambda: flow.chunk_input(run, config.block_bytes, config.row_group_rows, config.compression)
+
+
 class ChunkTicks(TicksTask):
     """Stream the input into ``chunks/chunk_NNN_<period>.parquet`` and ``chunks/metadata.json``."""
 
@@ -84,7 +93,7 @@ class ChunkTicks(TicksTask):
 
 
 class AnalyseChunk(TicksTask):
-    """Candles, window features and patterns of one chunk in one universe: ``results/<universe>/chunk_NNN``."""
+    """The universe analysis of one chunk: ``results/<universe>/chunk_NNN.parquet``."""
 
     chunk = luigi.IntParameter(description="chunk number (1-based)")
     universe = luigi.IntParameter(description="universe number (1-based)")
@@ -101,56 +110,66 @@ class AnalyseChunk(TicksTask):
     def output(self) -> CheckedTarget:
         run = self.ticks_run
         return CheckedTarget(run.layout.result(run.universe(self.universe)[0], self.chunk),
-                             lambda: flow.result_exists(run, self.universe, self.chunk))
+                             lambda: flow.result_complete(run, self.universe, self.chunk))
 
     def run(self) -> None:
-        started, run = time.time(), self.ticks_run
-        table = flow.analyse_chunk(run, flow.chunk_metadata(run), self.chunk, self.universe)
-        flow.write_result(run, self.universe, self.chunk, table, started)
+        run = self.ticks_run
+        flow.build_result(run, flow.chunk_metadata(run), self.universe, self.chunk, _rechunk(run))
 
 
 class ConsolidateUniverse(TicksTask):
-    """One universe over the selected chunks: ``final/<universe>/`` patterns, training set, stats, report."""
+    """One universe over the selected chunks: patterns, training set, stats, report (in the build's folder)."""
 
     universe = luigi.IntParameter(description="universe number (1-based)")
+    universes = SelectionParameter(default="", description="universes")
     chunks = SelectionParameter(default="", description="chunks")
     priority = FIRST
 
-    def _analyses(self) -> list[AnalyseChunk]:
+    def _chosen(self) -> tuple[tuple[int, ...], tuple[int, ...], int]:
         run = self.ticks_run
         count = len(flow.chunk_metadata(run)["chunks"])
-        chosen = resolve_selection(parse_selection(self.chunks, "--chunks"), count, "--chunks")
-        return [AnalyseChunk(recipe=self.recipe, chunk=c, universe=self.universe) for c in chosen]
+        chunks = resolve_selection(parse_selection(self.chunks, "--chunks"), count, "--chunks")
+        universes = resolve_selection(parse_selection(self.universes, "--universes"), len(run.universes),
+                                      "--universes")
+        return universes, chunks, count
 
     def requires(self) -> ChunkTicks:
         return ChunkTicks(recipe=self.recipe)
 
     def output(self) -> CheckedTarget:
         run = self.ticks_run
-        name = run.universe(self.universe)[0]
-        return CheckedTarget(run.layout.manifest(run.layout.universe_final(name)), self._complete)
+        return CheckedTarget(record_path(run.layout.root, run.final_stage("", self.universe)), self._complete)
 
     def _complete(self) -> bool:
         run = self.ticks_run
         if not flow.chunks_complete(run):
             return False
-        chunks = tuple(task.chunk for task in self._analyses())
-        name = run.universe(self.universe)[0]
-        return flow.final_complete(run, run.layout.universe_final(name), name, chunks)
+        universes, chunks, count = self._chosen()
+        return flow.final_complete(run, self.universe, universes, chunks, count)
 
     def run(self):
-        analyses = self._analyses()
-        yield analyses  # dynamic: the chunk count is known once ChunkTicks has run
-        run = self.ticks_run
-        chunks = tuple(task.chunk for task in analyses)
-        flow.consolidate_universe(run, flow.chunk_metadata(run), self.universe, chunks)
+        universes, chunks, _ = self._chosen()
+        yield [AnalyseChunk(recipe=self.recipe, chunk=c, universe=self.universe) for c in chunks]
+        run = self.ticks_run  # dynamic: the chunk count is known once ChunkTicks has run
+        flow.consolidate_universe(run, flow.chunk_metadata(run), self.universe, chunks, universes, _rechunk(run))
 
 
 class BuildTicks(TicksTask):
-    """Every selected universe consolidated, then ``final/final_patterns.parquet`` and ``performance_report.md``."""
+    """Every selected universe consolidated, then the overall ``final_patterns.parquet``, report and stats.
+
+    A full build writes ``final/``; a selection of universes or chunks writes
+    ``final/subsets/u<universes>_c<chunks>/`` and never touches the full build.
+    """
 
     universes = SelectionParameter(default="", description="universes")
     chunks = SelectionParameter(default="", description="chunks")
+
+    def __init__(self, *args, **kwargs):
+        """Check the recipe and the selections while Luigi parses the command: errors print as one line."""
+        super().__init__(*args, **kwargs)
+        self._universes()
+        if flow.chunks_complete(self.ticks_run):
+            self._chunks()
 
     def _universes(self) -> tuple[int, ...]:
         count = len(self.ticks_run.universes)
@@ -158,10 +177,11 @@ class BuildTicks(TicksTask):
 
     def requires(self) -> list[luigi.Task]:
         return [ChunkTicks(recipe=self.recipe)] + [
-            ConsolidateUniverse(recipe=self.recipe, universe=u, chunks=self.chunks) for u in self._universes()]
+            ConsolidateUniverse(recipe=self.recipe, universe=u, universes=self.universes, chunks=self.chunks)
+            for u in self._universes()]
 
     def output(self) -> CheckedTarget:
-        return CheckedTarget(self.layout.manifest(self.layout.final), self._complete)
+        return CheckedTarget(self.layout.final / "stats.json", self._complete)
 
     def _chunks(self) -> tuple[int, ...]:
         count = len(flow.chunk_metadata(self.ticks_run)["chunks"])
@@ -171,9 +191,17 @@ class BuildTicks(TicksTask):
         run = self.ticks_run
         if not flow.chunks_complete(run):
             return False
-        return flow.final_complete(run, run.layout.final, flow.overall_key(run, self._universes()), self._chunks())
+        chunks = self._chunks()
+        return flow.final_complete(run, None, self._universes(), chunks, len(flow.chunk_metadata(run)["chunks"]))
 
     def run(self) -> None:
         run, started = self.ticks_run, time.time()
         remove_stale_temps(self.layout.root)
-        flow.consolidate_all(run, flow.chunk_metadata(run), self._universes(), self._chunks(), started)
+        metadata = flow.chunk_metadata(run)
+        universes, chunks = self._universes(), self._chunks()
+        key = run.final_key(universes, chunks, len(metadata["chunks"]))
+        if key:
+            logger.info("BuildTicks: a selection of universes %s and chunks %s: writing %s (the full build in %s is "
+                        "not touched)", self.universes or "all", self.chunks or "all", run.final_folder(key),
+                        run.layout.final)
+        flow.consolidate_all(run, metadata, universes, chunks, started, _rechunk(run))
