@@ -52,7 +52,7 @@ def test_real_games_build_consistent_splits(tmp_path, shared_data):
     out = tmp_path / "out-hex"
     stats = json.loads((out / "final" / "stats.json").read_text())
     games = [line for p in sorted((shared_data / "hex").glob("*.trmph")) for line in p.read_text().split("\n") if line]
-    positions = sum(trmph.parse_game(g, 13)[0].size + 1 for g in games)
+    positions = sum(trmph.parse_game(g, trmph.Rules())[0].size + 1 for g in games)
     assert stats["files"] == {"discovered": 2, "processed": 2, "failed": 0}
     assert stats["records"] == {"processed": len(games), "failed": 0}
     assert stats["rows"]["total"] == positions == sum(stats["rows"][s] for s in SPLITS)

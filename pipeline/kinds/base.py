@@ -85,7 +85,9 @@ class Kind:
     ``settings`` are extra keys of the recipe's ``[process]`` table. A kind whose data is
     not "one input file → rows" (a time series, a frame sequence) names its own ``flow``
     (the task graph that builds it, see ``pipeline.tasks.FLOWS``), has ``read = None``,
-    and may declare whole ``tables`` of its own.
+    and may declare whole ``tables`` of its own. ``max_file_bytes`` is the size above which
+    an input file is refused unread (``FileTooLarge``): a reader that holds a file in memory
+    documents how large a file it takes.
     """
 
     name: str
@@ -94,6 +96,7 @@ class Kind:
     settings: Mapping[str, Setting] = field(default_factory=dict)
     flow: str = "files"
     tables: Mapping[str, Mapping[str, Setting]] = field(default_factory=dict)
+    max_file_bytes: int | None = None
 
 
 def group_id(key: str) -> np.uint64:
