@@ -72,9 +72,11 @@ def cell_name(cell: int, size: int) -> str:
 
 def _numbers(raw: np.ndarray, starts: np.ndarray, digits: np.ndarray) -> np.ndarray:
     """The row number of each move token: its 1 to 3 digits after the letter (any other count is caught)."""
-    digit = [raw[np.minimum(starts + k, raw.size - 1)].astype(np.int32) - ord("0") for k in (1, 2, 3)]
-    return np.select([digits == 1, digits == 2], [digit[0], digit[0] * 10 + digit[1]],
-                     digit[0] * 100 + digit[1] * 10 + digit[2])
+    padded = np.append(raw, np.zeros(3, dtype=np.uint8)).astype(np.int32) - ord("0")
+    number = padded[starts + 1]
+    for k in (2, 3):
+        number = np.where(digits >= k, number * 10 + padded[starts + k], number)
+    return number
 
 
 def parse_moves(moves: str, rules: Rules) -> tuple[np.ndarray, str | None]:
@@ -184,9 +186,10 @@ def parse_many(moves: list[str], rules: Rules) -> tuple[np.ndarray, np.ndarray, 
     bad[game[~valid]] = True
     cells = rows * size + cols
     checked = np.flatnonzero(~bad[game])
-    first = np.zeros(checked.size, dtype=bool)
-    first[np.unique(game[checked] * (size * size) + cells[checked], return_index=True)[1]] = True
-    repeats = checked[~first]  # token indices, in order
+    places = game[checked] * (size * size) + cells[checked]
+    first = np.full(len(moves) * size * size, checked.size)
+    np.minimum.at(first, places, np.arange(checked.size))  # the first move on each cell of each game
+    repeats = checked[first[places] != np.arange(checked.size)]  # token indices, in order
     cut_games, at = np.unique(game[repeats], return_index=True)
     cut = np.full(len(moves), starts.size)
     cut[cut_games] = repeats[at]
