@@ -23,9 +23,11 @@ file's header, so a per-file output depends on that file and the recipe only:
   across files); empty (default): each file is one game, keyed by its relative path.
 
 Missing values are the fields listed in ``missing_values`` (default: empty, ``nan``,
-``NaN``) and any non-finite number, so no NaN or inf reaches X. A bad row is recorded
-with its line and dropped. ``feature_cols`` and ``label_mappings`` travel as metadata and
-become ``final/feature_cols.json`` and ``final/label_mappings.json``.
+``NaN``) and any non-finite number, so no NaN or inf reaches X. A bad row (a wrong
+value, a wrong field count, a row over 1 MiB, an unclosed quote at the end) is recorded
+with its physical line and dropped; each row read keeps its 0-based data row as
+``source_row``. ``feature_cols`` and ``label_mappings`` travel as metadata and become
+``final/feature_cols.json`` and ``final/label_mappings.json``.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ WINNERS = {"b": 0.0, "r": 1.0}
 LEGACY_WINNERS = {"1": "b", "2": "r"}
 SELECTORS = ("all", "final", "penultimate")
 PREAMBLE = re.compile(r"#(\d+),")
-MAX_FILE_BYTES = 64 << 20
+MAX_FILE_BYTES = 16 << 20
 
 
 class GameError(ValueError):
