@@ -83,7 +83,7 @@ def test_bad_inputs_are_recorded_and_the_rest_goes_on(tmp_path, shared_data):
     (data / "utf16.trmph").write_text(good[0] + "\n", encoding="utf-16")
     (data / "bom crlf ü.trmph").write_bytes(b"\xef\xbb\xbf" + (good[3] + "\r\n").encode())
     (data / "truncated.trmph").write_text(good[4] + "\n" + good[0][:30])
-    recipe = hex_recipe(tmp_path, data, batch={"files_per_batch": 3})
+    recipe = hex_recipe(tmp_path, data, batch={"files_per_batch": 3}, process={"repeated_moves": "reject"})
     done = run_luigi("BuildDataset", recipe)
     assert done.returncode == 0, done.stderr[-3000:]
     stats = json.loads((tmp_path / "out-hex" / "final" / "stats.json").read_text())

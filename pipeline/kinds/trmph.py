@@ -58,7 +58,8 @@ class Rules:
 
     @classmethod
     def of(cls, settings: Mapping[str, Any]) -> Rules:
-        return cls(**{f.name: settings[f.name] for f in fields(cls)})
+        """The rules of a ``[process]`` table; a key left out (a direct call) keeps its default."""
+        return cls(**{f.name: settings[f.name] for f in fields(cls) if f.name in settings})
 
 
 def is_comment(text: str) -> bool:
