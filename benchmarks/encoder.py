@@ -32,7 +32,7 @@ def naive_read(path: Path, size: int) -> dict[str, np.ndarray]:
                 j += 1
             cells.append((int(moves[i + 1:j]) - 1) * size + ord(moves[i]) - ord("a"))
             i = j
-        group = trmph.group_id(f"{size},{moves}")
+        group = trmph.group_id(trmph.game_key(np.array(cells), size))
         board = np.zeros((2, size, size), dtype=np.uint8)
         for move in range(len(cells) + 1):
             boards.append(board.copy())

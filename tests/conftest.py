@@ -11,7 +11,8 @@ import pytest
 import toml
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA = next((p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()),
+                   ROOT.parent / "shared" / "data")  # beside the checkout, or above a worktree folder
 os.environ.setdefault("LUIGI_CONFIG_PATH", str(ROOT / "luigi.cfg"))
 
 

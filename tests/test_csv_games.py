@@ -11,14 +11,15 @@ import luigi
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHARED_DATA
 
 from pipeline.engine.plan import forget_plans
-from pipeline.kinds.csv_games import read
+from pipeline.kinds.csv_games import KIND, read
 from pipeline.recipe import RecipeError, load_recipe
 from pipeline.tasks import BuildBatches, BuildDataset, Cleanup, MergeBatches
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "splendor"
+DATA = SHARED_DATA / "splendor"
 SAMPLE = ROOT / "samples" / "splendor.toml"
 GAMES = {"2_games/1.csv": 72, "3_games/2.csv": 93, "4_games/3.csv": 104}
 HEADS = ["action_type", "card_reservation", "card_selection", "gem_take2", "gem_take3", "gems_removed",
@@ -117,6 +118,58 @@ def test_bad_rows_are_recorded_and_dropped(tmp_path):
     assert result.records == 71 and len(result.arrays["X"]) == 71
     assert [(e.line, e.error) for e in result.errors] == [(4, "BadValue")]
     assert "action_type" in result.errors[0].message
+
+
+def test_each_bad_row_loses_only_itself_with_its_line(tmp_path):
+    """A wrong type, too many or too few fields, an oversize field and a truncated last row: one row each."""
+    settings = load_recipe(SAMPLE).kind_settings
+    lines = (DATA / "games" / "2_games" / "1.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    turn = header.index("turn_number")
+
+    def edit(line: int, column: int, value: str) -> None:
+        fields = lines[line - 1].split(",")
+        fields[column] = value
+        lines[line - 1] = ",".join(fields)
+
+    edit(4, turn, "four")
+    lines[5] += ",extra"
+    lines[7] = lines[7].rsplit(",", 1)[0]
+    edit(10, header.index("game_id"), "x" * (2 << 20))
+    lines.insert(11, "")  # a blank line: lines below are numbered as they are in the file
+    text = "\n".join(lines)
+    (tmp_path / "g.csv").write_text(text[:text.rindex(",")])  # the last row cut short, no line end
+    result = read(tmp_path / "g.csv", settings)
+    assert [(e.line, e.error) for e in result.errors] == [
+        (4, "BadValue"), (6, "RaggedRow"), (8, "RaggedRow"), (10, "RowTooLong"), (74, "RaggedRow")]
+    assert result.errors[0].message == "turn_number: 'four' is not a number"
+    assert result.errors[1].message == f"row has {len(header) + 1} fields, the header {len(header)}"
+    assert result.errors[3].message.startswith(f"row is {len(lines[9])} bytes, more than the limit of 1048576")
+    whole = read(DATA / "games" / "2_games" / "1.csv", settings)
+    kept = result.arrays["source_row"]
+    assert result.records == len(kept) == 67 and kept.dtype == np.int64
+    assert sorted(set(range(72)) - set(kept.tolist())) == [2, 4, 6, 8, 71]
+    assert whole.arrays["source_row"].tolist() == list(range(72))
+    for name, array in whole.arrays.items():
+        np.testing.assert_array_equal(result.arrays[name], array[kept], err_msg=name)
+    assert result.metadata == whole.metadata
+
+
+def test_quoted_fields_and_an_unclosed_quote(tmp_path):
+    settings = {name: setting.default for name, setting in KIND.settings.items()}
+    settings |= {"feature_columns": ["a", "b"], "label_columns": {"label": {"type": "categorical", "classes": [0, 1]}}}
+    (tmp_path / "q.csv").write_text('a,b,note,label\r\n1,2,x,0\r\n3,oops,y,1\r\n"5",6,"two\r\nlines",0\r\n'
+                                    '7,8,z,1,extra\r\n\r\n9,10,"say ""hi""",1\r\n11,12,"never closed,0\r\n')
+    result = read(tmp_path / "q.csv", settings)
+    assert [(e.line, e.error) for e in result.errors] == [(3, "BadValue"), (6, "RaggedRow"), (9, "UnclosedQuote")]
+    assert result.arrays["X"].tolist() == [[1, 2], [5, 6], [9, 10]]
+    assert result.arrays["source_row"].tolist() == [0, 2, 4] and result.arrays["label"].tolist() == [0, 0, 1]
+    (tmp_path / "bad.csv").write_text("a,b,note,label\n1,x,y,0\n")
+    lost = read(tmp_path / "bad.csv", settings)
+    assert lost.records == 0 and lost.arrays["X"].shape == (0, 2) and [e.line for e in lost.errors] == [2]
+    (tmp_path / "ragged.csv").write_text("a,b,note,label\n1,2\n")
+    lost = read(tmp_path / "ragged.csv", settings)
+    assert lost.records == 0 and lost.arrays["X"].shape == (0, 2) and [e.error for e in lost.errors] == ["RaggedRow"]
 
 
 def test_bad_recipe_is_refused(tmp_path):

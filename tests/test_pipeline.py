@@ -52,7 +52,7 @@ def test_real_games_build_consistent_splits(tmp_path, shared_data):
     out = tmp_path / "out-hex"
     stats = json.loads((out / "final" / "stats.json").read_text())
     games = [line for p in sorted((shared_data / "hex").glob("*.trmph")) for line in p.read_text().split("\n") if line]
-    positions = sum(trmph.parse_game(g, 13)[0].size + 1 for g in games)
+    positions = sum(trmph.parse_game(g, trmph.Rules())[0].size + 1 for g in games)
     assert stats["files"] == {"discovered": 2, "processed": 2, "failed": 0}
     assert stats["records"] == {"processed": len(games), "failed": 0}
     assert stats["rows"]["total"] == positions == sum(stats["rows"][s] for s in SPLITS)
@@ -83,7 +83,7 @@ def test_bad_inputs_are_recorded_and_the_rest_goes_on(tmp_path, shared_data):
     (data / "utf16.trmph").write_text(good[0] + "\n", encoding="utf-16")
     (data / "bom crlf ü.trmph").write_bytes(b"\xef\xbb\xbf" + (good[3] + "\r\n").encode())
     (data / "truncated.trmph").write_text(good[4] + "\n" + good[0][:30])
-    recipe = hex_recipe(tmp_path, data, batch={"files_per_batch": 3})
+    recipe = hex_recipe(tmp_path, data, batch={"files_per_batch": 3}, process={"repeated_moves": "reject"})
     done = run_luigi("BuildDataset", recipe)
     assert done.returncode == 0, done.stderr[-3000:]
     stats = json.loads((tmp_path / "out-hex" / "final" / "stats.json").read_text())

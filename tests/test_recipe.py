@@ -53,7 +53,8 @@ def test_defaults_and_relative_paths(tmp_path, shared_data):
     loaded = load_recipe(recipe)
     assert loaded.input_dir == tmp_path / "data" and loaded.output_dir == tmp_path / "out"
     assert loaded.on_error == "skip" and loaded.files_per_batch == 500
-    assert loaded.kind_settings == {"position_selector": "all", "board_size": 13}
+    assert loaded.kind_settings == {"position_selector": "all", "board_size": 13, "repeated_moves": "truncate",
+                                    "legacy_winners": True, "board_size_mismatch": "reject"}
     assert dict(loaded.split) == {"train": 0.8, "val": 0.1, "test": 0.1, "seed": 0, "normalize": False}
 
 

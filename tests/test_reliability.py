@@ -140,11 +140,12 @@ def test_the_bad_input_corpus_is_accounted_for_file_by_file(tmp_path, shared_dat
     assert files["discovered"] == expected == files["processed"] + files["failed"]
     reasons = {(f["file"], f["error"]) for f in stats["failures"]["records"]}
     assert {("empty.txt", "ValueError"), ("garbage.txt", "NotTextError"), ("utf16.txt", "NotTextError"),
-            ("dangling.txt", "FileNotFoundError"), ("truncated.txt", "MissingWinner"),
-            ("long line.txt", "RepeatedCell")} == reasons
-    assert files["processed"] == 7
-    assert stats["records"]["processed"] == 7, "good, its two namesakes, spaces, CRLF, BOM, truncated's first line"
-    assert stats["groups"]["train"] + stats["groups"]["val"] + stats["groups"]["test"] == 1, "all the same game"
+            ("dangling.txt", "NotAFile"), ("truncated.txt", "MissingWinner"),
+            ("long line.txt", "RepeatedMove")} == reasons
+    assert files["processed"] == 8
+    assert stats["records"]["processed"] == 8, ("good, its two namesakes, spaces, CRLF, BOM, truncated's first line, "
+                                                "the long line cut at its repeat")
+    assert stats["groups"]["train"] + stats["groups"]["val"] + stats["groups"]["test"] == 2, "the game, and a1"
 
 
 def test_unreadable_and_vanished_files_are_recorded_and_retried(tmp_path, shared_data, monkeypatch):

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from pipeline.kinds import trmph
+from pipeline.kinds.text import NotTextError
 from pipeline.synthetic.hex import write_corpus
 
-SETTINGS = {"position_selector": "all", "board_size": 13}
+SETTINGS = {name: setting.default for name, setting in trmph.KIND.settings.items()}
+RULES = trmph.Rules()
 
 
 def real_lines(shared_data: Path) -> list[tuple[str, str]]:
@@ -66,7 +68,7 @@ def test_real_games_match_a_per_position_reading(shared_data):
     lines = real_lines(shared_data)
     assert len(lines) == 9
     for name, line in lines:
-        cells, value, _ = trmph.parse_game(line, 13)
+        cells, value, *_ = trmph.parse_game(line, RULES)
         rows = trmph.encode_game(cells, value, 13, "all")
         expected = naive_positions(line)
         assert len(rows["X"]) == len(expected) == cells.size + 1, name
@@ -80,7 +82,7 @@ def test_first_moves_of_a_real_game_by_hand(shared_data):
     """twoNetGames game 1 opens i10 f12 k4 and blue wins: checked cell by cell."""
     line = (shared_data / "hex" / "twoNetGames_sample.trmph").read_text().splitlines()[0]
     assert line.startswith("http://www.trmph.com/hex/board#13,i10f12k4")
-    cells, value, _ = trmph.parse_game(line, 13)
+    cells, value, *_ = trmph.parse_game(line, RULES)
     rows = trmph.encode_game(cells, value, 13, "all")
     assert list(cells[:3]) == [9 * 13 + 8, 11 * 13 + 5, 3 * 13 + 10]
     assert rows["policy"][0] == 9 * 13 + 8 and rows["policy"][1] == 11 * 13 + 5
@@ -95,7 +97,7 @@ def test_first_moves_of_a_real_game_by_hand(shared_data):
 def test_decoded_final_boards_show_the_recorded_winner_connected(shared_data):
     """Blue joins rows 0 and N-1, red joins columns 0 and N-1: the decoding agrees with every winner."""
     for name, line in real_lines(shared_data):
-        cells, value, _ = trmph.parse_game(line, 13)
+        cells, value, *_ = trmph.parse_game(line, RULES)
         board = trmph.encode_game(cells, value, 13, "final")["X"][0]
         winner = int(value)
         assert connects(board[winner].astype(bool), axis=winner), name
@@ -119,46 +121,90 @@ def test_position_selectors_pick_one_position_per_game(shared_data, selector, in
 def test_url_and_short_forms_decode_the_same():
     short = "#5,a1b2c3 r"
     url = "http://www.trmph.com/hex/board#5,a1b2c3 2"
-    a, b = (trmph.encode_game(*trmph.parse_game(x, 5)[:2], 5, "all") for x in (short, url))
+    rules = trmph.Rules(board_size=5)
+    a, b = (trmph.encode_game(*trmph.parse_game(x, rules)[:2], 5, "all") for x in (short, url))
     assert all(np.array_equal(a[k], b[k]) for k in a)
-    assert trmph.parse_game(short, 5)[2] == trmph.parse_game(url, 5)[2]
+    assert trmph.parse_game(short, rules)[2] == trmph.parse_game(url, rules)[2]
 
 
-@pytest.mark.parametrize("line, error", [
-    ("#13,a1b2z3 b", "CellOffBoard"),
-    ("#13,a1b2a1 b", "RepeatedCell"),
-    ("#13,a1b2c b", "IllegalCoordinate"),
-    ("#13,a1b2!3 b", "IllegalCoordinate"),
-    ("#13,a1b2", "MissingWinner"),
-    ("#13,a1b2 x", "UnknownWinner"),
-    ("#11,a1b2 b", "BoardSizeMismatch"),
-    ("#27,a1b2 b", "BadBoardSize"),
-    ("#13, b", "NoMoves"),
-    ("a1b2 b", "BadGameRecord"),
-    ("#13,a14 b", "CellOffBoard"),
+@pytest.mark.parametrize("line, error, rules", [
+    ("#13,a1b2z3 b", "CellOffBoard", {}),
+    ("#13,a1b2a1 b", "RepeatedCell", {"repeated_moves": "reject"}),
+    ("#13,a1b2c b", "IllegalCoordinate", {}),
+    ("#13,a1b2!3 b", "IllegalCoordinate", {}),
+    ("#13,a1b2", "MissingWinner", {}),
+    ("#13,a1b2 x", "UnknownWinner", {}),
+    ("#13,a1b2 B", "UnknownWinner", {}),
+    ("#13,a1b2 1", "LegacyWinner", {"legacy_winners": False}),
+    ("#11,a1b2 b", "BoardSizeMismatch", {}),
+    ("#27,a1b2 b", "BadBoardSize", {}),
+    ("#19,a1s19 b", "CellOffBoard", {"board_size_mismatch": "ignore"}),
+    ("#13, b", "NoMoves", {}),
+    ("a1b2 b", "BadGameRecord", {}),
+    ("#x,a1b2 b", "BadGameRecord", {}),
+    ("#13,a1b2 b extra", "BadGameRecord", {}),
+    ("#13,a14 b", "CellOffBoard", {}),
+    ("#13,a100 b", "CellOffBoard", {}),
+    ("#13,a1000 b", "IllegalCoordinate", {}),
 ])
-def test_bad_games_are_refused_with_their_reason(line, error):
+def test_bad_games_are_refused_with_their_reason(line, error, rules):
     with pytest.raises(trmph.GameError) as caught:
-        trmph.parse_game(line, 13)
+        trmph.parse_game(line, trmph.Rules(**rules))
     assert caught.value.error == error
+
+
+def test_settings_follow_upstream_where_they_say_so():
+    upstream = trmph.Rules(legacy_winners=False, board_size_mismatch="ignore")
+    cells, value, _, warning = trmph.parse_game("#11,a1l12 r", upstream)
+    assert list(cells) == [0, 11 * 13 + 11] and value == 1.0 and warning is None, "read on 13x13, N ignored"
+    assert trmph.parse_game("#13,a1 2", RULES)[1] == 1.0 and trmph.parse_game("#13,a1 1", RULES)[1] == 0.0
+    assert list(trmph.parse_game("#13,a01b002 b", RULES)[0]) == [0, 14], "1 to 3 digits, as upstream reads them"
+    cells, _, key, warning = trmph.parse_game("#13,a1b2c3b2d4 b", RULES)
+    assert list(cells) == [0, 14, 28] and warning == ("cell b2 of move 4 was played at move 2: "
+                                                      "the game is cut to its first 3 moves")
+    assert key == trmph.parse_game("#13,a1b2c3 r", RULES)[2], "a cut game is the game it was cut to"
+    assert trmph.parse_game("#13,a1b2 r", RULES)[2] != trmph.parse_game("#13,b2a1 r", RULES)[2]
 
 
 def test_a_file_with_bad_games_keeps_its_good_ones(tmp_path, shared_data):
     good = real_lines(shared_data)[0][1]
     path = tmp_path / "mixed.trmph"
-    path.write_text(f"# header comment\n\n{good}\n#13,a1a1 b\n{good}\r\n#13,q99 r\n")
+    path.write_text(f"# header comment\n\n{good}\n#13,a1a1 b\n{good}\r\n#13,q99 r\n#\n  #\tcomment\n#x,a1b2 b\n")
     result = trmph.read(path, SETTINGS)
-    assert result.records == 2
-    assert [(e.line, e.error) for e in result.errors] == [(4, "RepeatedCell"), (6, "CellOffBoard")]
-    assert len(result.arrays["X"]) == 2 * (trmph.parse_game(good, 13)[0].size + 1)
-    assert len(set(result.arrays["group"].tolist())) == 1, "the same game twice is one group"
+    assert result.records == 3
+    assert [(e.line, e.error) for e in result.errors] == [(4, "RepeatedMove"), (6, "CellOffBoard"),
+                                                          (9, "BadGameRecord")]
+    moves = trmph.parse_game(good, RULES)[0].size
+    assert len(result.arrays["X"]) == 2 * (moves + 1) + 2
+    assert result.arrays["source_line"].tolist() == [3] * (moves + 1) + [4, 4] + [5] * (moves + 1)
+    assert result.arrays["source_move"].tolist() == [*range(moves + 1), 0, 1, *range(moves + 1)]
+    assert result.arrays["source_line"].dtype == result.arrays["source_move"].dtype == np.int64
+    assert len(set(result.arrays["group"].tolist())) == 2, "the same game twice is one group"
+    rejected = trmph.read(path, {**SETTINGS, "repeated_moves": "reject"})
+    assert rejected.records == 2 and rejected.errors[0] == trmph.RecordError(
+        4, "RepeatedCell", "cell a1 of move 2 was played at move 1")
+
+
+def test_a_line_that_is_not_text_loses_only_itself(tmp_path, shared_data):
+    good = real_lines(shared_data)[0][1].encode()
+    path = tmp_path / "bytes.trmph"
+    path.write_bytes(b"\xef\xbb\xbf" + good + b"\n#13,a1\x00b2 b\n" + good.replace(b"b", b"\xe9", 1) + b"\n" + good)
+    result = trmph.read(path, SETTINGS)
+    assert result.records == 2 and sorted(set(result.arrays["source_line"].tolist())) == [1, 4]
+    assert [(e.line, e.error, e.message) for e in result.errors] == [
+        (2, "NotTextError", "line is not text: NUL byte at column 7"),
+        (3, "NotTextError", f"line is not text: byte 0xe9 at column {good.index(b'b') + 1} is not UTF-8")]
+    binary = tmp_path / "binary.trmph"
+    binary.write_bytes(b"\n".join([b"\x00\x01", b"", b"  ", b"\xff\xfe", good]))
+    with pytest.raises(NotTextError, match="^binary or not UTF-8: 2 of 3 lines are not text; line 1: NUL byte at"):
+        trmph.read(binary, SETTINGS)
 
 
 def test_generated_games_are_complete_and_won_by_the_recorded_side(tmp_path):
     paths = write_corpus(tmp_path, files=2, games=5, size=7, seed=1)
     for path in paths:
         for line in path.read_text().splitlines():
-            cells, value, _ = trmph.parse_game(line, 7)
+            cells, value, *_ = trmph.parse_game(line, trmph.Rules(board_size=7))
             board = trmph.encode_game(cells, value, 7, "final")["X"][0]
             winner = int(value)
             assert connects(board[winner].astype(bool), axis=winner)
@@ -167,28 +213,46 @@ def test_generated_games_are_complete_and_won_by_the_recorded_side(tmp_path):
 
 
 @pytest.mark.parametrize("selector", trmph.SELECTORS)
-def test_reading_a_file_at_once_equals_reading_its_games_one_by_one(tmp_path, selector):
+@pytest.mark.parametrize("repeated", ["truncate", "reject"])
+def test_reading_a_file_at_once_equals_reading_its_games_one_by_one(tmp_path, selector, repeated):
     """read() parses and encodes all games together; each game alone must give the same rows and errors."""
     lines = [line for path in write_corpus(tmp_path / "in", files=1, games=12, size=7, seed=9)
              for line in path.read_text().splitlines()]
     lines[2] = lines[2].replace(",", ",01", 1)  # starts with a digit
     lines[5] = lines[5].split()[0] + "a1a1 b"  # cell played twice (or off board)
+    lines[6] = lines[6].split()[0] + lines[6].split()[0].split(",")[1][:2] + " r"  # its first move again
     lines[7] = lines[7][:9] + "é" + lines[7][10:]  # not a coordinate
     lines[9] = "#7,a1b2 x"  # unknown winner
     path = tmp_path / "mixed.trmph"
     path.write_text("\n".join(lines) + "\n")
-    result = trmph.read(path, {"board_size": 7, "position_selector": selector})
+    settings = {**SETTINGS, "board_size": 7, "position_selector": selector, "repeated_moves": repeated}
+    rules = trmph.Rules.of(settings)
+    result = trmph.read(path, settings)
     expected, errors = [], []
     for number, line in enumerate(lines, start=1):
         try:
-            cells, value, key = trmph.parse_game(line, 7)
+            cells, value, key, warning = trmph.parse_game(line, rules)
         except trmph.GameError as exc:
             errors.append((number, exc.error, str(exc)))
             continue
+        if warning:
+            errors.append((number, "RepeatedMove", warning))
         rows = trmph.encode_game(cells, value, 7, selector)
-        expected.append({**rows, "group": np.full(len(rows["X"]), trmph.group_id(key), dtype=np.uint64)})
-    assert [(e.line, e.error, e.message) for e in result.errors] == errors and len(errors) == 4
-    assert result.records == len(expected) == 8
-    for name in ("X", "policy", "value", "player_to_move", "group"):
+        expected.append({**rows, "group": np.full(len(rows["X"]), trmph.group_id(key), dtype=np.uint64),
+                         "source_line": np.full(len(rows["X"]), number, dtype=np.int64)})
+    assert [(e.line, e.error, e.message) for e in result.errors] == errors and len(errors) == 5
+    assert result.records == len(expected) == (7 if repeated == "reject" else 9)
+    assert sorted(result.arrays) == sorted(expected[0])
+    for name, array in result.arrays.items():
         want = np.concatenate([rows[name] for rows in expected])
-        assert result.arrays[name].dtype == want.dtype and np.array_equal(result.arrays[name], want), name
+        assert array.dtype == want.dtype and np.array_equal(array, want), name
+
+
+def test_a_file_of_only_bad_games_gives_typed_empty_rows(tmp_path):
+    (tmp_path / "bad.trmph").write_text("#13,a1b2 x\n")
+    (tmp_path / "good.trmph").write_text("#13,a1 b\n")
+    result, full = (trmph.read(tmp_path / name, SETTINGS) for name in ("bad.trmph", "good.trmph"))
+    assert result.records == 0 and len(result.errors) == 1
+    assert {k: (v.dtype, v.shape[1:]) for k, v in result.arrays.items()} == {
+        k: (v.dtype, v.shape[1:]) for k, v in full.arrays.items()}
+    assert all(len(v) == 0 for v in result.arrays.values())

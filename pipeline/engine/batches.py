@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.engine.discovery import InputFile
+from pipeline.engine.discovery import InputFile, refusal
 from pipeline.engine.plan import Batch, Plan
 from pipeline.engine.storage import NpzWriter, atomic_open, file_checksum, read_json, save_npz, write_json
 from pipeline.errors import PipelineError
@@ -90,12 +90,16 @@ def file_output(plan: Plan, file: InputFile, fingerprint: str, checkpoint_s: flo
     after a crash costs less than writing it. The returned ``meta`` says whether it was ``reused``.
     """
     layout, recipe = plan.layout, plan.recipe
-    cached = load_file_output(plan, file.relative, fingerprint)
+    refused = refusal(file, recipe.kind)
+    cached = None if refused else load_file_output(plan, file.relative, fingerprint)
     if cached is not None:
         return cached[0], {**cached[1], "reused": True}
     started = time.perf_counter()
-    result, failures, keep = process_file(
-        recipe.kind, recipe.kind_settings, recipe.input_dir / file.relative, file.relative)
+    if refused:  # never opened (a FIFO blocks, /dev/zero never ends) nor saved: the next run looks again
+        result, failures, keep = FileResult({}, 0), [failure(file.relative, None, *refused)], False
+    else:
+        result, failures, keep = process_file(
+            recipe.kind, recipe.kind_settings, recipe.input_dir / file.relative, file.relative)
     took = time.perf_counter() - started
     arrays = result.arrays
     meta = {"fingerprint": fingerprint, "file": file.relative, "records": result.records,

@@ -85,7 +85,9 @@ class Kind:
     ``settings`` are extra keys of the recipe's ``[process]`` table. A kind whose data is
     not "one input file → rows" (a time series, a frame sequence) names its own ``flow``
     (the task graph that builds it, see ``pipeline.tasks.FLOWS``), has ``read = None``,
-    and may declare whole ``tables`` of its own.
+    and may declare whole ``tables`` of its own. ``max_file_bytes`` is the size above which
+    an input file is refused unread (``FileTooLarge``): a reader that holds a file in memory
+    documents how large a file it takes.
     """
 
     name: str
@@ -102,6 +104,7 @@ class Kind:
     """``(final_dir, stats) -> {file name: JSON-able}``: the kind's own reports, computed from
     the written ``final/`` (X, labels, masks per split) and the run's stats (rows, failures,
     files, records); the engine writes each as ``final/<file name>``."""
+    max_file_bytes: int | None = None
 
 
 def group_id(key: str) -> np.uint64:

@@ -23,9 +23,11 @@ file's header, so a per-file output depends on that file and the recipe only:
   across files); empty (default): each file is one game, keyed by its relative path.
 
 Missing values are the fields listed in ``missing_values`` (default: empty, ``nan``,
-``NaN``) and any non-finite number, so no NaN or inf reaches X. A bad row is recorded
-with its line and dropped. ``feature_cols`` and ``label_mappings`` travel as metadata and
-become ``final/feature_cols.json`` and ``final/label_mappings.json``.
+``NaN``) and any non-finite number, so no NaN or inf reaches X. A bad row (a wrong
+value, a wrong field count, a row over 1 MiB, an unclosed quote at the end) is recorded
+with its physical line and dropped; each row read keeps its 0-based data row as
+``source_row``. ``feature_cols`` and ``label_mappings`` travel as metadata and become
+``final/feature_cols.json`` and ``final/label_mappings.json``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ from pipeline.kinds.base import REQUIRED, FileResult, Kind, RecordError, Setting
 LABEL_TYPES = ("categorical", "numeric")
 LABEL_KEYS = {"categorical": {"type", "column", "classes"}, "numeric": {"type", "columns", "fill"}}
 GLOB_CHARS = frozenset("*?[")
+MAX_FILE_BYTES = 256 << 20
+"""Files above are refused unread: the reader holds the file and its parsed columns in memory."""
+MAX_ROW_BYTES = 1 << 20
+"""A row longer than this is a bad row: a real game turn is a few kB."""
 
 
 def _is_number(value: Any) -> bool:
@@ -243,20 +249,93 @@ def _codes(values: np.ndarray, categories: list) -> tuple[np.ndarray, np.ndarray
     return codes, missing
 
 
-def read_table(path: Path, columns: Columns, settings: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The needed columns of the CSV as numpy arrays (Arrow's vectorised reader)."""
+def row_lines(data: bytes) -> tuple[np.ndarray, np.ndarray, bool]:
+    """First physical line (1-based) and byte length of each non-empty CSV row, header first.
+
+    Rows end, as Arrow's reader ends them, at a line end outside a quoted field (a quote
+    opens one only at the start of a field; ``""`` inside it is a quote). The third item
+    says whether a quoted field is still open at the end of the data (a truncated file).
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    is_end = (buf == 10) | ((buf == 13) & (np.append(buf[1:], 0) != 10))
+    depth = np.zeros(buf.size + 1, dtype=np.int64)
+    quotes = np.flatnonzero(buf == ord('"')).tolist()
+    opened, i = None, 0
+    while i < len(quotes):  # only quote characters are looked at one by one
+        at = quotes[i]
+        if opened is None:
+            opened = at if at == 0 or buf[at - 1] in (44, 10, 13) else None
+        elif i + 1 < len(quotes) and quotes[i + 1] == at + 1:
+            i += 1
+        else:
+            depth[opened], depth[at], opened = depth[opened] + 1, depth[at] - 1, None
+        i += 1
+    if opened is not None:
+        depth[opened] += 1
+    ends = np.flatnonzero(is_end & (np.cumsum(depth)[:-1] == 0))
+    starts, stops = np.append(0, ends + 1), np.append(ends, buf.size)
+    lengths = stops - starts - ((stops > starts) & (buf[np.maximum(stops - 1, 0)] == 13) if buf.size else 0)
+    lines = 1 + np.append(0, np.cumsum(is_end))[starts]
+    return lines[lengths > 0], lengths[lengths > 0], opened is not None
+
+
+def _cast(array: Any, to: Any, bad: list[int], offset: int = 0) -> list:
+    """``array`` cast to type ``to`` in pieces; a value that does not convert is null, its index put in ``bad``."""
+    import pyarrow as pa
+
+    try:
+        return [array.cast(to)]
+    except pa.ArrowInvalid:
+        if len(array) == 1:
+            bad.append(offset)
+            return [pa.nulls(1, to)]
+        half = len(array) // 2
+        return _cast(array.slice(0, half), to, bad, offset) + _cast(array.slice(half), to, bad, offset + half)
+
+
+def read_table(data: bytes, columns: Columns, settings: Mapping[str, Any]
+               ) -> tuple[dict[str, np.ndarray], list[tuple[int, str]], dict[int, str]]:
+    """The needed columns of the CSV as numpy arrays (Arrow's vectorised reader).
+
+    Also returns the rows Arrow skipped for their field count (Arrow's row number, counting
+    the header as 1 and no empty line; and why) and the rows holding a value of the wrong
+    type (their index among the rows read; and why). The file is one block, so no row is
+    too long for Arrow; it is read again as text only when a value does not convert.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     types = columns.types(settings)
-    options = pacsv.ConvertOptions(column_types=types, include_columns=list(types),
-                                   null_values=list(settings["missing_values"]),
-                                   strings_can_be_null=True, quoted_strings_can_be_null=True)
+    ragged: list[tuple[int, str]] = []
+
+    def skip(row: Any) -> str:
+        ragged.append((row.number, f"row has {row.actual_columns} fields, the header {row.expected_columns}"))
+        return "skip"
+
+    def parse(column_types: dict[str, Any]) -> Any:
+        ragged.clear()
+        options = pacsv.ConvertOptions(column_types=column_types, include_columns=list(types),
+                                       null_values=list(settings["missing_values"]),
+                                       strings_can_be_null=True, quoted_strings_can_be_null=True)
+        return pacsv.read_csv(pa.BufferReader(data), convert_options=options,
+                              read_options=pacsv.ReadOptions(use_threads=False, block_size=max(len(data), 1 << 20)),
+                              parse_options=pacsv.ParseOptions(invalid_row_handler=skip))
+
+    wrong: dict[int, str] = {}
     try:
-        table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False), convert_options=options)
-    except pa.ArrowInvalid as exc:
-        raise ValueError(f"cannot parse: {exc}") from None
-    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in types}
+        table = parse(types)
+    except pa.ArrowInvalid:
+        try:
+            table = parse(dict.fromkeys(types, pa.string()))
+        except pa.ArrowInvalid as exc:
+            raise ValueError(f"cannot parse: {exc}") from None
+        for name, to in types.items():
+            text, bad = table.column(name).combine_chunks(), []
+            if to != pa.string():
+                table = table.set_column(table.column_names.index(name), name, pa.concat_arrays(_cast(text, to, bad)))
+            for row in bad:
+                wrong.setdefault(row, f"{name}: {text[row].as_py()[:40]!r} is not a number")
+    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in types}, ragged, wrong
 
 
 @functools.lru_cache(maxsize=8)
@@ -270,16 +349,32 @@ def read(path: Path, settings: Mapping[str, Any]) -> FileResult:
     import pandas as pd
 
     columns = _columns(tuple(read_header(path)), json.dumps(settings))
-    data = read_table(path, columns, settings)
+    raw = path.read_bytes()
+    lines, lengths, unclosed = row_lines(raw)
+    data, ragged, wrong = read_table(raw, columns, settings)
     rows = len(next(iter(data.values()))) if data else 0
-    if not rows:
+    if len(lines) <= 1:
         raise ValueError("no rows: the file has a header only")
+    if rows + len(ragged) != len(lines) - 1:
+        raise ValueError(f"cannot tell the line of each row: {len(lines) - 1} rows by their line ends, "
+                         f"{rows + len(ragged)} read")
+    unread = [number - 2 for number, _ in ragged]
+    source = np.delete(np.arange(len(lines) - 1), unread)  # the data row of each row read
+    lost = {len(lines) - 2: ("UnclosedQuote", "a quoted field is never closed: the file ends inside it")
+            } if unclosed else {}
+    for row in np.flatnonzero(lengths[1:] > MAX_ROW_BYTES).tolist():
+        lost.setdefault(row, ("RowTooLong", f"row is {lengths[row + 1]} bytes, more than the limit of "
+                                            f"{MAX_ROW_BYTES} (an oversize field or a quote never closed)"))
+    for row, (_, message) in zip(unread, ragged, strict=True):
+        lost.setdefault(row, ("RaggedRow", message))
     bad: dict[int, str] = {}
 
     def flag(where: np.ndarray, message: str) -> None:
         for row in np.flatnonzero(where):
             bad.setdefault(int(row), message)
 
+    for row, message in sorted(wrong.items()):
+        bad[row] = message
     values = np.column_stack([data[c] for c in columns.numeric]) if columns.numeric else np.zeros((rows, 0))
     missing = ~np.isfinite(values)
     features = np.zeros((rows, len(columns.names)), dtype=np.float32)
@@ -317,18 +412,17 @@ def read(path: Path, settings: Mapping[str, Any]) -> FileResult:
         arrays["group"] = np.array([group_id(k) for k in keys], dtype=np.uint64)[inverse.reshape(-1)]
         flag(np.asarray(pd.isna(data[columns.group])), f"{columns.group}: the group column is missing")
 
-    errors = [RecordError(row + 2, "BadValue", message) for row, message in sorted(bad.items())]
-    if bad:
-        keep = np.ones(rows, dtype=bool)
-        keep[list(bad)] = False
-        arrays = {name: array[keep] for name, array in arrays.items()}
+    lost |= {int(source[row]): ("BadValue", message) for row, message in bad.items() if int(source[row]) not in lost}
+    keep = ~np.isin(source, list(lost))
+    arrays = {name: array[keep] for name, array in arrays.items()} | {"source_row": source[keep].astype(np.int64)}
+    errors = [RecordError(int(lines[row + 1]), error, message) for row, (error, message) in sorted(lost.items())]
     metadata = {"feature_cols": columns.names, "label_mappings": label_mappings(settings, columns)}
-    return FileResult(arrays, rows - len(bad), errors, metadata=metadata)
+    return FileResult(arrays, int(keep.sum()), errors, metadata=metadata)
 
 
 KIND = Kind(
     name="csv_games",
-    version="1",
+    version="2",
     read=read,
     settings={
         "feature_columns": Setting(list, ["*"], help="feature columns: names or glob patterns, in order",
@@ -348,4 +442,5 @@ KIND = Kind(
                                   check=lambda v: None if all(isinstance(x, str) for x in v) else "must be strings"),
         "group_column": Setting(str, "", help="column naming the game; empty: one game per file"),
     },
+    max_file_bytes=MAX_FILE_BYTES,
 )
