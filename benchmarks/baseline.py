@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.engine.batches import process_file
 from pipeline.engine.discovery import discover
 from pipeline.engine.layout import SPLITS
-from pipeline.engine.split import MASK_PREFIX, assign_splits
+from pipeline.engine.split import MASK_PREFIX, SOURCE_PREFIX, assign_splits
 from pipeline.recipe import Recipe, load_recipe
 
 _recipe: Recipe | None = None
@@ -52,7 +52,7 @@ def run(recipe_path: str, workers: int, out: Path) -> int:
                 columns.setdefault(name, []).append(array)
     data = {name: np.concatenate(parts) for name, parts in columns.items()}
     where = assign_splits(data["group"], recipe.split)
-    labels = [n for n in data if n not in ("X", "group") and not n.startswith(MASK_PREFIX)]
+    labels = [n for n in data if n not in ("X", "group") and not n.startswith((MASK_PREFIX, SOURCE_PREFIX))]
     masks = [n for n in data if n.startswith(MASK_PREFIX)]
     out.mkdir(parents=True, exist_ok=True)
     for index, split in enumerate(SPLITS):

@@ -46,7 +46,7 @@ def run(task_class: type, recipe: Path) -> bool:
     return luigi.build([task_class(recipe=str(recipe))], local_scheduler=True, workers=1, log_level="WARNING")
 
 
-RUN_RECORDS = ("monitor", "report")
+RUN_RECORDS = ("monitor", "report", ".pipeline-output.json")
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:

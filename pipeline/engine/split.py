@@ -18,6 +18,8 @@ from pipeline.engine.plan import Plan
 from pipeline.engine.storage import ArrayWriter, NpzWriter, atomic_open, iter_npy, npy_info, read_json, write_json
 
 MASK_PREFIX = "mask_"
+SOURCE_PREFIX = "source_"
+"""Arrays named ``source_<x>`` are provenance (where a row came from), never labels."""
 SPLIT_ROW_BYTES = 64
 """Memory per row that assigning splits takes beside the rows: the uint64 group id and the
 hash's uint64/float64 temporaries (measured peak ~40 bytes)."""
@@ -80,7 +82,14 @@ def fit_normalization(plan: Plan, size: int) -> dict[str, list]:
     moments = RunningMoments(int(np.prod(shape[1:], dtype=np.int64)))
     for chunk, where in _with_splits(plan, "X", size):
         moments.update(chunk.reshape(len(chunk), -1)[where == 0])
-    return moments.result()
+    result = moments.result()
+    choose = plan.recipe.kind.normalize_columns
+    if choose is not None:  # the kind's choice by name; scale 1 where the train std is 0
+        chosen = np.zeros(len(result["std"]), dtype=bool)
+        chosen[list(choose(plan.recipe.kind_settings, read_json(plan.layout.merged_manifest)["metadata"]))] = True
+        result["normalize"] = chosen.tolist()
+        result["std"] = [s if s > 0 else 1.0 for s in result["std"]]
+    return result
 
 
 def standardiser(normalization: dict[str, list]) -> Callable[[np.ndarray], np.ndarray]:
@@ -100,7 +109,7 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
     layout = plan.layout
     manifest = read_json(layout.merged_manifest)
     names = sorted(manifest["arrays"])
-    labels = [n for n in names if n not in ("X", "group") and not n.startswith(MASK_PREFIX)]
+    labels = [n for n in names if n not in ("X", "group") and not n.startswith((MASK_PREFIX, SOURCE_PREFIX))]
     masks = [n for n in names if n.startswith(MASK_PREFIX)]
     sizes = {name: _chunk(plan, name, chunk_bytes) for name in names}
     counts = np.zeros(3, dtype=np.int64)
@@ -111,7 +120,9 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
     transform = None
     if plan.recipe.split["normalize"]:
         normalization = fit_normalization(plan, sizes["X"])
-        write_json(layout.final / "normalization.json", {"fitted_on": "train", **normalization})
+        columns = manifest.get("metadata", {}).get("feature_cols")
+        write_json(layout.final / "normalization.json",
+                   {"fitted_on": "train", **normalization, **({"columns": columns} if columns else {})})
         written.append("normalization.json")
         transform = standardiser(normalization)
     outputs = [("X", ".npy", ["X"]), ("groups", ".npy", ["group"])]
@@ -140,9 +151,14 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
     }
     write_json(layout.stats, stats)
     written.append(layout.stats.name)
-    for key, value in sorted(manifest.get("metadata", {}).items()):
+    metadata = manifest.get("metadata", {})
+    for key, value in sorted(metadata.items()):
         write_json(layout.final_metadata(key), value)
         written.append(layout.final_metadata(key).name)
+    if plan.recipe.kind.final_files:  # the kind's own reports on final/
+        for name, value in sorted(plan.recipe.kind.final_files(layout.final, stats).items()):
+            write_json(layout.final / name, value)
+            written.append(name)
     for stale in layout.final.iterdir():  # outputs of an earlier run with other settings or metadata
         if stale.is_file() and stale.name not in written and stale != layout.final_manifest \
                 and not stale.name.startswith("."):
