@@ -289,7 +289,7 @@ def test_cleanup_refuses_before_final_outputs_exist(tmp_path):
     assert not run(Cleanup, recipe)
     assert snapshot(out) == before
     assert run(BuildDataset, recipe) and run(Cleanup, recipe)
-    assert sorted(p.name for p in out.iterdir() if p.name not in RUN_RECORDS) == ["final"]
+    assert sorted(p.name for p in out.iterdir() if p.name not in RUN_RECORDS) == ["final", "records"]
     assert np.load(out / "final" / "X_train.npy").shape[0] > 0
 
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
+import os
 import time
+import uuid
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +26,9 @@ from pipeline.engine.discovery import InputFile, refusal
 from pipeline.engine.plan import Batch, Plan
 from pipeline.engine.storage import NpzWriter, atomic_open, file_checksum, read_json, save_npz, write_json
 from pipeline.errors import PipelineError
-from pipeline.kinds.base import FileResult, Kind, as_file_result, group_id
+from pipeline.kinds.base import BadInputError, FileResult, Kind, as_file_result, group_id
 
+logger = logging.getLogger("luigi-interface")
 META = "_meta"
 Progress = Callable[..., None]
 """``progress(files done, files in all, failures, records=records read so far)``."""
@@ -45,17 +49,33 @@ def describe(record: dict[str, Any]) -> str:
     return f"{where}: {record['error']}: {record['message']}"
 
 
+BAD_INPUT = (BadInputError, ValueError, UnicodeError, EOFError, zipfile.BadZipFile)
+"""Exceptions that mean the input file is bad: remembered as the file's result."""
+RUN_TOKEN = "PIPELINE_RUN_TOKEN"
+"""Environment variable naming the current run (set once per command, shared by its workers)."""
+
+
+def run_token() -> str:
+    """This run's token: files that failed for a passing reason are tried again in a new run."""
+    return os.environ.setdefault(RUN_TOKEN, uuid.uuid4().hex)
+
+
 def process_file(kind: Kind, settings: dict, path: Path, relative: str) -> tuple[FileResult, list[dict], bool]:
     """Run the kind on one file: its result, failure records, and whether to keep the output.
 
-    Any exception is a failure of the whole file. An OSError (permission denied, file
-    gone) is not kept, so the next run tries the file again.
+    Any exception is a failure of the whole file, never a crash of the run. Only bad input
+    (:data:`BAD_INPUT`) is kept as the file's result. An OSError (permission denied, file
+    gone) or any other exception (a bug in the kind: TypeError, KeyError, ...) is not: the
+    failure says which, and the next run tries the file again.
     """
     try:
         result = as_file_result(kind.read(path, settings))
     except Exception as exc:  # noqa: BLE001 - a bad file is recorded, never a crash
         message = str(exc).replace(str(path), relative) or type(exc).__name__
-        return FileResult({}, 0), [failure(relative, None, type(exc).__name__, message)], not isinstance(exc, OSError)
+        record = failure(relative, None, type(exc).__name__, message)
+        if not isinstance(exc, BAD_INPUT):
+            record["retry"] = "os error" if isinstance(exc, OSError) else "code error"
+        return FileResult({}, 0), [record], "retry" not in record
     arrays = result.arrays
     if arrays and "group" not in arrays:
         arrays["group"] = np.full(len(arrays["X"]), group_id(relative), dtype=np.uint64)
@@ -178,6 +198,9 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
                         "failures": meta["failures"] + [_mismatch(file.relative, file_spec, spec)]}
         failures.extend(meta["failures"])
         metas.append(meta)
+        for retried in (f for f in meta["failures"] if f.get("retry") == "code error"):
+            logger.warning("%s: a code error, not bad input (%s: %s); the file is tried again on the next run",
+                           retried["file"], retried["error"], retried["message"])
         if failures and recipe.on_error == "fail":
             raise InputError(stop_the_run(plan, failures[0]))
         failed_files = sum(m["failed"] for m in metas)
@@ -206,6 +229,8 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
         "records_failed": sum(1 for f in failures if f["line"] is not None),
         "seconds": round(time.monotonic() - started, 3),
         "failures": failures,
+        "retry": [m["file"] for m in metas if any("retry" in f for f in m["failures"])],
+        "run": run_token(),
     }
     write_json(layout.batch_record(batch.index), record)
     return record
@@ -237,6 +262,7 @@ def batch_records(plan: Plan) -> list[dict[str, Any]]:
 def summarise(plan: Plan, records: list[dict[str, Any]]) -> dict[str, Any]:
     """File, record and failure counts over all batches; refuses more failures than allowed."""
     failures = [f for record in records for f in record["failures"]]
+    retry = collections.Counter(f["retry"] for f in failures if "retry" in f)
     files = sum(r["files"] for r in records)
     failed = sum(r["files_failed"] for r in records)
     limit = failure_limit(plan.recipe.max_failures, files)
@@ -253,6 +279,7 @@ def summarise(plan: Plan, records: list[dict[str, Any]]) -> dict[str, Any]:
         "processing": {"seconds": round(seconds, 3), "files_reused": reused,
                        "files_per_second": round((files - reused) / seconds, 1) if seconds else None},
         "failures": {"by_reason": dict(sorted(collections.Counter(f["error"] for f in failures).items())),
+                     "to_retry": dict(sorted(retry.items())),
                      "records": failures},
     }
 
@@ -261,17 +288,31 @@ def summary_line(summary: dict[str, Any]) -> str:
     """One line for the terminal: discovered, processed, reused, failed by reason, time, rate."""
     files, processing = summary["files"], summary["processing"]
     reasons = ", ".join(f"{k}: {v}" for k, v in summary["failures"]["by_reason"].items()) or "none"
+    retry = ", ".join(f"{v} by {k}" for k, v in summary["failures"].get("to_retry", {}).items())
     rate = processing["files_per_second"]
     return (f"{files['discovered']} files discovered, {files['processed']} processed, "
             f"{processing['files_reused']} reused from earlier runs, {files['failed']} failed; "
             f"{summary['records']['failed']} bad records; failures by reason: {reasons}; "
+            + (f"tried again next run (not bad input): {retry}; " if retry else "") +
             f"{processing['seconds']:.1f} s processing" + (f", {rate} files/s" if rate else ""))
 
 
+def batch_checksums(plan: Plan) -> list[str | None]:
+    """The recorded checksum of every batch file of the plan; None where there is no record or
+    the batch has files to try again (so that what was merged from it is not current)."""
+    records = [read_json(plan.layout.batch_record(batch.index)) or {} for batch in plan.batches]
+    return [None if retry_pending(record) else record.get("checksum") for record in records]
+
+
+def retry_pending(record: dict[str, Any]) -> bool:
+    """Whether a batch has files to try again: failed for a passing reason in an earlier run."""
+    return bool(record.get("retry")) and record.get("run") != run_token()
+
+
 def batch_is_complete(plan: Plan, batch: Batch) -> bool:
-    """Cheap check: the record exists, matches the plan, and the batch file has its size."""
+    """Cheap check: the record exists, matches the plan, has nothing to retry, the batch file has its size."""
     record = read_json(plan.layout.batch_record(batch.index))
-    if not record or record.get("fingerprint") != batch.fingerprint:
+    if not record or record.get("fingerprint") != batch.fingerprint or retry_pending(record):
         return False
     try:
         return plan.layout.batch(batch.index).stat().st_size == record["size"]
@@ -280,9 +321,11 @@ def batch_is_complete(plan: Plan, batch: Batch) -> bool:
 
 
 def verify_batch(plan: Plan, batch: Batch) -> str | None:
-    """Full check of a batch file against its record's checksum; a problem or None."""
+    """Full check of a batch file against its record (fingerprint, checksum); a problem or None."""
     record = read_json(plan.layout.batch_record(batch.index)) or {}
     path = plan.layout.batch(batch.index)
+    if record.get("fingerprint") != batch.fingerprint or retry_pending(record):
+        return f"{plan.layout.batch_record(batch.index)}: missing, stale or with files to try again"
     try:
         checksum = file_checksum(path)
     except OSError as exc:

@@ -1,8 +1,9 @@
 """Merging batch files into one .npy per array, streamed chunk by chunk.
 
 Memory holds one chunk at a time, never a whole batch or the whole dataset. The
-manifest (``merged/manifest.json``) is written last: it records the fingerprint, the
-arrays, the kind's metadata and the run's file and record counts with every failure.
+manifest (``merged/manifest.json``) records the arrays, the kind's metadata and the run's
+file and record counts with every failure; the stage record ``records/merge.json``,
+written last, lists every merged file with its size and checksum (engine/records.py).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pipeline.engine.batches import batch_records, summarise
+from pipeline.engine.batches import batch_checksums, batch_records, summarise
 from pipeline.engine.plan import Plan
-from pipeline.engine.storage import iter_npz_member, read_json, write_json, write_npy
+from pipeline.engine.records import current_record, damaged, read_record, write_record
+from pipeline.engine.storage import iter_npz_member, write_json, write_npy
 from pipeline.errors import PipelineError
 
 
@@ -63,12 +65,26 @@ def merge_batches(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
     manifest = {"fingerprint": plan.merge_fingerprint, "arrays": spec, "metadata": metadata,
                 **summarise(plan, records)}
     write_json(layout.merged_manifest, manifest)
+    write_record(layout.root, MERGE, plan.merge_fingerprint,
+                 [layout.merged_manifest, *(layout.merged_array(name) for name in sorted(spec))],
+                 {"batches": [record["checksum"] for record in records]})
     return manifest
 
 
+MERGE = "merge"
+"""Stage name of the merge (its record is ``records/merge.json``)."""
+
+
 def merge_is_complete(plan: Plan) -> bool:
-    """The manifest matches the plan and every merged array is present."""
-    manifest = read_json(plan.layout.merged_manifest)
-    if not manifest or manifest.get("fingerprint") != plan.merge_fingerprint:
-        return False
-    return all(plan.layout.merged_array(name).is_file() for name in manifest["arrays"])
+    """The merge record matches the plan, merged the batches as they are now, and its files are intact.
+
+    Cheap: one JSON read per batch. A batch rebuilt since (a file tried again) makes it stale.
+    """
+    record = current_record(plan.layout.root, MERGE, plan.merge_fingerprint)
+    return record is not None and record.facts.get("batches") == batch_checksums(plan)
+
+
+def merge_damage(plan: Plan) -> list[str]:
+    """Merged files whose checksum differs from the merge record (reads them all); [] when intact."""
+    record = read_record(plan.layout.root, MERGE)
+    return damaged(plan.layout.root, record) if record else ["records/merge.json: missing"]

@@ -1,8 +1,10 @@
 """The plan of a dataset run: discovered inputs, their batches and every stage's fingerprint.
 
 A fingerprint says what made an output: the kind and its version, the settings that
-affect the stage, and each input file's size and mtime. An output whose recorded
-fingerprint differs from the plan's is stale and is rebuilt.
+affect the stage, each input file's size and mtime, and a hash of the source code the
+stage runs (the kind's reader module, or its whole package, and the engine modules of the
+stage). An output whose recorded fingerprint differs from the plan's is stale and is
+rebuilt, so a changed reader or engine rebuilds what it affects without a version bump.
 """
 
 from __future__ import annotations
@@ -14,8 +16,14 @@ from dataclasses import dataclass, field
 
 from pipeline.engine.discovery import InputFile, discover
 from pipeline.engine.layout import Layout
+from pipeline.engine.records import code_digest
 from pipeline.engine.storage import digest, digest_text
 from pipeline.recipe import Recipe
+
+PROCESS_CODE = ("pipeline.engine.batches", "pipeline.kinds.base", "pipeline.kinds.text")
+MERGE_CODE = ("pipeline.engine.merge", "pipeline.engine.storage")
+SPLIT_CODE = ("pipeline.engine.split", "pipeline.engine.storage")
+"""Engine modules whose code each stage's fingerprint includes."""
 
 
 @dataclass(frozen=True)
@@ -48,15 +56,18 @@ class Plan:
 def make_plan(recipe: Recipe, files: list[InputFile]) -> Plan:
     """Batch ``files`` and fingerprint every stage of ``recipe``."""
     kind = recipe.kind
-    process_fingerprint = digest([kind.name, kind.version, recipe.kind_settings])
+    reader = [kind.read] if kind.read else []
+    process_fingerprint = digest([kind.name, kind.version, recipe.kind_settings,
+                                  code_digest(*reader, *PROCESS_CODE)])
     size = recipe.files_per_batch
     batches = []
     for index, start in enumerate(range(0, len(files), size)):
         chunk = tuple(files[start:start + size])
         prints = tuple(digest_text(f"{process_fingerprint}\0{f.relative}\0{f.size}\0{f.mtime_ns}") for f in chunk)
         batches.append(Batch(index, chunk, prints, digest(prints)))
-    merge_fingerprint = digest([batch.fingerprint for batch in batches])
-    split_fingerprint = digest([merge_fingerprint, dict(recipe.split)])
+    merge_fingerprint = digest([[batch.fingerprint for batch in batches], code_digest(*MERGE_CODE)])
+    kind_reports = [f for f in (kind.normalize_columns, kind.final_files) if f]
+    split_fingerprint = digest([merge_fingerprint, dict(recipe.split), code_digest(*kind_reports, *SPLIT_CODE)])
     return Plan(recipe, Layout(recipe.output_dir), tuple(batches), merge_fingerprint, split_fingerprint)
 
 

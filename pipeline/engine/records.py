@@ -6,12 +6,16 @@ writes its outputs first, each atomically, then its record ``records/<stage>.jso
 - ``fingerprint``: what made the outputs (settings, inputs and the code that ran, see
   :func:`code_digest`); a record whose fingerprint differs from the plan's is stale;
 - ``outputs``: every file the stage wrote, by path relative to the output folder, with its
-  size and CRC-32 checksum;
+  size, CRC-32 checksum and modification time (ns);
 - ``facts``: what the stage knows that later stages or the report need (counts, failures).
 
-``is_complete`` is cheap (one JSON read and one ``stat`` per output); ``verify`` reads the
-outputs and compares checksums. A record is the only licence to delete: Cleanup, a split
-and re-chunking remove only paths that a record lists (:func:`remove_outputs`).
+``is_complete`` is cheap (one JSON read and one ``stat`` per output): an output whose size
+differs is missing; one whose modification time differs (written to since) is read and its
+checksum compared, so a byte changed in place is caught without reading unchanged files.
+``damaged`` reads every output and compares checksums (``Status --verify``).
+
+A record is the only licence to delete: Cleanup, a split and re-chunking remove only
+paths that a record lists (:func:`remove_outputs`).
 """
 
 from __future__ import annotations
@@ -35,10 +39,15 @@ RECORDS = "records"
 
 @dataclass(frozen=True)
 class Output:
-    """One file a stage wrote: size in bytes and CRC-32 checksum (``crc32:xxxxxxxx``)."""
+    """One file a stage wrote: size in bytes, CRC-32 checksum (``crc32:xxxxxxxx``) and mtime in ns.
+
+    The mtime is compared for equality only (never with a clock), so it holds across hosts;
+    ``None`` (an older record) means "check the checksum".
+    """
 
     size: int
     checksum: str
+    mtime_ns: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -52,12 +61,14 @@ class StageRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {"stage": self.stage, "fingerprint": self.fingerprint,
-                "outputs": {name: {"size": o.size, "checksum": o.checksum} for name, o in sorted(self.outputs.items())},
+                "outputs": {name: {"size": o.size, "checksum": o.checksum, "mtime_ns": o.mtime_ns}
+                            for name, o in sorted(self.outputs.items())},
                 "facts": dict(self.facts)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StageRecord:
-        outputs = {name: Output(int(o["size"]), str(o["checksum"])) for name, o in data["outputs"].items()}
+        outputs = {name: Output(int(o["size"]), str(o["checksum"]), o.get("mtime_ns"))
+                   for name, o in data["outputs"].items()}
         return cls(str(data["stage"]), str(data["fingerprint"]), outputs, data.get("facts") or {})
 
 
@@ -67,8 +78,9 @@ def record_path(root: Path, stage: str) -> Path:
 
 
 def output_entry(path: Path, checksum: str | None = None) -> Output:
-    """The size of ``path`` and its checksum (computed by reading it unless the writer knew it)."""
-    return Output(path.stat().st_size, checksum or file_checksum(path))
+    """The size, checksum (computed by reading it unless the writer knew it) and mtime of ``path``."""
+    stat = path.stat()
+    return Output(stat.st_size, checksum or file_checksum(path), stat.st_mtime_ns)
 
 
 def write_record(root: Path, stage: str, fingerprint: str, outputs: Mapping[str, Output] | Iterable[Path],
@@ -90,18 +102,23 @@ def read_record(root: Path, stage: str) -> StageRecord | None:
         return None
 
 
+def intact(path: Path, output: Output) -> bool:
+    """Cheap check of one output: its size, then its checksum only when its mtime changed."""
+    try:
+        stat = path.stat()
+        if stat.st_size != output.size:
+            return False
+        return stat.st_mtime_ns == output.mtime_ns or file_checksum(path) == output.checksum
+    except OSError:
+        return False
+
+
 def current_record(root: Path, stage: str, fingerprint: str) -> StageRecord | None:
-    """The record of ``stage`` when it matches ``fingerprint`` and every output has its recorded size."""
+    """The record of ``stage`` when it matches ``fingerprint`` and every output is :func:`intact`."""
     record = read_record(root, stage)
     if record is None or record.fingerprint != fingerprint:
         return None
-    for name, output in record.outputs.items():
-        try:
-            if (root / name).stat().st_size != output.size:
-                return None
-        except OSError:
-            return None
-    return record
+    return record if all(intact(root / name, output) for name, output in record.outputs.items()) else None
 
 
 def is_complete(root: Path, stage: str, fingerprint: str) -> bool:
@@ -119,10 +136,21 @@ def damaged(root: Path, record: StageRecord, names: Iterable[str] | None = None)
         except OSError as exc:
             problems.append(f"{name}: {exc.strerror or exc}")
             continue
-        if actual != expected:
+        if (actual.size, actual.checksum) != (expected.size, expected.checksum):
             problems.append(f"{name}: {actual.size} bytes, {actual.checksum}; recorded {expected.size} bytes, "
                             f"{expected.checksum}")
     return problems
+
+
+def mark_damaged(root: Path, record: StageRecord, names: Iterable[str]) -> None:
+    """Rewrite ``record`` so the outputs ``names`` fail the cheap check: the next build redoes the stage.
+
+    The record keeps listing them, so they stay the pipeline's to replace or delete.
+    """
+    names = set(names)
+    outputs = {name: Output(o.size, o.checksum, -1) if name in names else o for name, o in record.outputs.items()}
+    write_json(record_path(root, record.stage), StageRecord(record.stage, record.fingerprint, outputs,
+                                                            record.facts).to_json())
 
 
 def all_records(root: Path) -> list[StageRecord]:
@@ -191,12 +219,13 @@ def _module_digest(name: str) -> str:
 
 
 def code_digest(*objects: Any) -> str:
-    """A hash of the source code of the modules defining ``objects`` (modules, functions or classes).
+    """A hash of the source code of the modules defining ``objects`` (modules, module names, functions or classes).
 
     Part of every stage's fingerprint, so that changing a reader or the engine code a stage
     runs rebuilds what it made, even without a version bump.
     """
-    names = sorted({obj.__name__ if isinstance(obj, ModuleType) else obj.__module__ for obj in objects})
+    names = sorted({obj if isinstance(obj, str) else obj.__name__ if isinstance(obj, ModuleType) else obj.__module__
+                    for obj in objects})
     return hashlib.blake2b("\0".join(f"{n}:{_module_digest(n)}" for n in names).encode(), digest_size=12).hexdigest()
 
 

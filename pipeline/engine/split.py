@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipeline.engine.batches import batch_checksums
 from pipeline.engine.layout import SPLITS
+from pipeline.engine.merge import MERGE, merge_damage
 from pipeline.engine.plan import Plan
+from pipeline.engine.records import current_record, output_entry, read_record, remove_outputs, write_record
 from pipeline.engine.storage import ArrayWriter, NpzWriter, atomic_open, iter_npy, npy_info, read_json, write_json
+from pipeline.errors import PipelineError
 
 MASK_PREFIX = "mask_"
 SOURCE_PREFIX = "source_"
@@ -104,9 +109,26 @@ def standardiser(normalization: dict[str, list]) -> Callable[[np.ndarray], np.nd
     return apply
 
 
+SPLIT = "split"
+"""Stage name of the split (its record is ``records/split.json``)."""
+
+
+class DamagedMergeError(PipelineError):
+    """Merged files that fail their checksums: they are rebuilt, never split."""
+
+
 def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Write ``final/``: X, labels, masks and groups per split, stats, the kind's metadata, the manifest."""
+    """Write ``final/``: X, labels, masks and groups per split, stats, the kind's metadata, the manifest.
+
+    The merged files are verified against the merge record first (:class:`DamagedMergeError`),
+    so corrupt rows never reach ``final/``. Files of an earlier split that this one does not
+    write again are removed, and only those: the earlier split record lists them.
+    """
     layout = plan.layout
+    problems = merge_damage(plan)
+    if problems:
+        raise DamagedMergeError(f"merged data is damaged: {'; '.join(problems)}")
+    earlier = read_record(layout.root, SPLIT)
     manifest = read_json(layout.merged_manifest)
     names = sorted(manifest["arrays"])
     labels = [n for n in names if n not in ("X", "group") and not n.startswith((MASK_PREFIX, SOURCE_PREFIX))]
@@ -159,12 +181,16 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
         for name, value in sorted(plan.recipe.kind.final_files(layout.final, stats).items()):
             write_json(layout.final / name, value)
             written.append(name)
-    for stale in layout.final.iterdir():  # outputs of an earlier run with other settings or metadata
-        if stale.is_file() and stale.name not in written and stale != layout.final_manifest \
-                and not stale.name.startswith("."):
-            stale.unlink()
-    files = {name: (layout.final / name).stat().st_size for name in written}
-    write_json(layout.final_manifest, {"fingerprint": plan.split_fingerprint, "files": files})
+    paths = [layout.final / name for name in written]
+    if earlier:  # outputs of an earlier run with other settings or metadata, and nothing else
+        keep = {str(path.relative_to(layout.root)) for path in [*paths, layout.final_manifest]}
+        remove_outputs(layout.root, [name for name in earlier.outputs if name not in keep])
+    outputs = {str(path.relative_to(layout.root)): output_entry(path) for path in paths}
+    write_json(layout.final_manifest, {"fingerprint": plan.split_fingerprint, "files": {
+        Path(name).name: {"size": o.size, "checksum": o.checksum} for name, o in outputs.items()}})
+    outputs[str(layout.final_manifest.relative_to(layout.root))] = output_entry(layout.final_manifest)
+    merged = read_record(layout.root, MERGE).outputs[str(layout.merged_manifest.relative_to(layout.root))]
+    write_record(layout.root, SPLIT, plan.split_fingerprint, outputs, {"merge": merged.checksum})
     return stats
 
 
@@ -206,11 +232,19 @@ def _distinct(path, size: int) -> int:
 
 
 def split_is_complete(plan: Plan) -> bool:
-    """The final manifest matches the plan and every file it lists has its recorded size."""
-    manifest = read_json(plan.layout.final_manifest)
-    if not manifest or manifest.get("fingerprint") != plan.split_fingerprint:
+    """The split record matches the plan, every final file is intact, and it split the merge as it is.
+
+    Cheap (records and ``stat``s). Once Cleanup removed the merge, ``final/`` is all there is;
+    while the merge is there, a merge redone since, or a batch with files to try again,
+    makes the split stale.
+    """
+    root = plan.layout.root
+    record = current_record(root, SPLIT, plan.split_fingerprint)
+    if record is None:
         return False
-    try:
-        return all((plan.layout.final / name).stat().st_size == size for name, size in manifest["files"].items())
-    except OSError:
-        return False
+    merge = read_record(root, MERGE)
+    if merge is None:
+        return True
+    manifest = merge.outputs.get(str(plan.layout.merged_manifest.relative_to(root)))
+    return (manifest is not None and manifest.checksum == record.facts.get("merge")
+            and merge.facts.get("batches") == batch_checksums(plan))

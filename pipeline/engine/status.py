@@ -1,44 +1,89 @@
-"""What is up to date, stale and missing for a recipe, read from records without running anything."""
+"""What is up to date, stale, missing or damaged for a recipe, read from records without running anything."""
 
 from __future__ import annotations
 
 import collections
+import json
 from typing import Any
 
-from pipeline.engine.batches import batch_is_complete
-from pipeline.engine.merge import merge_is_complete
+import numpy as np
+
+from pipeline.engine.batches import META, batch_is_complete, verify_batch
+from pipeline.engine.merge import MERGE
 from pipeline.engine.plan import Plan
-from pipeline.engine.split import split_is_complete
+from pipeline.engine.records import (
+    damaged,
+    intact,
+    is_complete,
+    mark_damaged,
+    read_record,
+    remove_outputs,
+    remove_record,
+)
+from pipeline.engine.split import SPLIT
 from pipeline.engine.storage import read_json
+from pipeline.errors import PipelineError
 
 
-def _state(complete: bool, record: dict | None) -> str:
+def _state(complete: bool, record: Any) -> str:
     if complete:
         return "up to date"
     return "stale" if record else "missing"
 
 
-def dataset_status(plan: Plan) -> dict[str, Any]:
-    """State of each stage: per batch, merged and final (``up to date`` / ``stale`` / ``missing``)."""
+def _stage_state(plan: Plan, stage: str, fingerprint: str, verify: bool) -> tuple[str, list[str]]:
+    """State of a recorded stage, and the outputs that are damaged (missing, resized, changed).
+
+    The cheap check (sizes, and checksums of files written to since) runs always; ``verify``
+    reads every checksum. A damaged stage's record is marked so the next build redoes it alone.
+    """
+    root = plan.layout.root
+    record = read_record(root, stage)
+    if record is None or record.fingerprint != fingerprint:
+        return _state(False, record), []
+    if verify:
+        problems = damaged(root, record)
+    else:
+        problems = damaged(root, record, [n for n, o in record.outputs.items() if not intact(root / n, o)])
+    if problems:
+        mark_damaged(root, record, [p.partition(":")[0] for p in problems])
+    return ("damaged" if problems else "up to date"), problems
+
+
+def dataset_status(plan: Plan, verify: bool = False) -> dict[str, Any]:
+    """State of each stage: per batch, merged and final (``up to date`` / ``stale`` / ``missing``).
+
+    With ``verify``, every checksum is read as well: a stage whose outputs differ from its
+    record is ``damaged``, and ``damage`` says which file and how.
+    """
     layout = plan.layout
-    batches = {}
+    batches, damage = {}, []
     for batch in plan.batches:
-        batches[batch.index] = _state(batch_is_complete(plan, batch), read_json(layout.batch_record(batch.index)))
+        state = _state(batch_is_complete(plan, batch), read_json(layout.batch_record(batch.index)))
+        problem = verify_batch(plan, batch) if verify and state == "up to date" else None
+        batches[batch.index] = "damaged" if problem else state
+        damage += [problem] if problem else []
     present = {path.name for path in layout.intermediate.glob("batch_*.json")}
     orphans = len(present - {layout.batch_record(b.index).name for b in plan.batches})
+    stages = {}
+    for name, stage, fingerprint in (("merged", MERGE, plan.merge_fingerprint),
+                                     ("final", SPLIT, plan.split_fingerprint)):
+        stages[name], problems = _stage_state(plan, stage, fingerprint, verify)
+        damage += problems
     return {
         "dataset": plan.recipe.name,
         "files": plan.file_count,
         "batches": dict(collections.Counter(batches.values())),
         "batch_states": batches,
         "orphan_batches": orphans,
-        "merged": _state(merge_is_complete(plan), read_json(layout.merged_manifest)),
-        "final": _state(split_is_complete(plan), read_json(layout.final_manifest)),
+        **stages,
+        "verified": verify,
+        "damage": damage,
     }
 
 
 def status_report(status: dict[str, Any]) -> str:
-    """A few human lines: counts per state, then the batches that need work."""
+    """A few human lines: counts per state, then the batches that need work and any damage found."""
     counts = ", ".join(f"{n} {state}" for state, n in sorted(status["batches"].items()))
     todo = [str(i) for i, state in status["batch_states"].items() if state != "up to date"]
     lines = [
@@ -50,4 +95,52 @@ def status_report(status: dict[str, Any]) -> str:
     ]
     if status["orphan_batches"]:
         lines.append(f"{status['orphan_batches']} batch files belong to no current batch (left by an earlier layout)")
+    lines += [f"damaged: {problem}" for problem in status["damage"]]
+    if status["damage"]:
+        lines.append("run BuildDataset to rebuild what is damaged (and only that)")
+    elif status["verified"]:
+        lines.append("every checksum verified")
     return "\n".join(lines)
+
+
+def intermediate_files(plan: Plan) -> list[str]:
+    """The files flow's intermediates this pipeline wrote, by path below the output folder.
+
+    Per-file outputs (and their blobs) of the planned input files, every batch file with its
+    record (those of an earlier batch layout too), and nothing else: a file someone put in
+    these folders is not named here.
+    """
+    layout, names = plan.layout, []
+    for file in (f for batch in plan.batches for f in batch.files):
+        output = layout.file_output(file.relative)
+        try:
+            with np.load(output, allow_pickle=False) as data:
+                blobs = json.loads(str(data[META])).get("blobs", {})
+        except (OSError, ValueError, KeyError):
+            continue
+        names += [output, *(layout.file_blob(file.relative, blob) for blob in blobs)]
+    for record in sorted(layout.intermediate.glob("batch_[0-9][0-9][0-9][0-9].json")):
+        names += [record.with_suffix(".npz"), record]
+    return [str(path.relative_to(layout.root)) for path in names]
+
+
+def cleanup_files_flow(plan: Plan) -> int:
+    """Remove the merged files (those the merge record lists) and :func:`intermediate_files`; bytes freed.
+
+    Only once ``final/`` is complete and every checksum of it verified: the intermediates are
+    what would repair it.
+    """
+    root = plan.layout.root
+    if not is_complete(root, SPLIT, plan.split_fingerprint):
+        raise PipelineError(f"{plan.layout.final} is missing or stale: run BuildDataset before Cleanup")
+    problems = damaged(root, read_record(root, SPLIT))
+    if problems:
+        raise PipelineError(f"final outputs are damaged ({'; '.join(problems)}): run BuildDataset before Cleanup")
+    return remove_record(root, MERGE) + remove_outputs(root, intermediate_files(plan))
+
+
+def cleaned_up(plan: Plan) -> bool:
+    """Whether ``final/`` is complete and no intermediate of the files flow is left."""
+    root = plan.layout.root
+    return (is_complete(root, SPLIT, plan.split_fingerprint) and read_record(root, MERGE) is None
+            and not intermediate_files(plan))

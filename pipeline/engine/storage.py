@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import secrets
+import socket
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -26,9 +27,13 @@ from pipeline.errors import PipelineError
 TEMP_MARK = ".tmp-"
 
 
+HOST = socket.gethostname().replace("-", "_") or "host"
+"""This host's name as temporary files carry it (``-`` separates the parts of their names)."""
+
+
 def temp_name(path: Path) -> Path:
-    """A hidden temporary sibling of ``path`` carrying this process id."""
-    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    """A hidden temporary sibling of ``path`` carrying this host's name and process id."""
+    return path.with_name(f".{path.name}{TEMP_MARK}{HOST}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 class StorageError(PipelineError):
@@ -81,7 +86,11 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def remove_stale_temps(folder: Path) -> int:
-    """Remove temporary files left in ``folder`` (recursively) by processes that are gone."""
+    """Remove temporary files left in ``folder`` (recursively) by dead processes of this host.
+
+    A temp of another host is left alone: whether its writer lives cannot be told from here;
+    that host's next run removes it. (A name without a host is of an older version: this host's.)
+    """
     removed = 0
     if not folder.is_dir():
         return 0
@@ -89,9 +98,9 @@ def remove_stale_temps(folder: Path) -> int:
         for name in files:
             if TEMP_MARK not in name or not name.startswith("."):
                 continue
-            path = Path(root, name)
-            pid = name.rpartition(TEMP_MARK)[2].partition("-")[0]
-            if pid.isdigit() and int(pid) != os.getpid() and _writing(int(pid), path):
+            host, _, rest = name.rpartition(TEMP_MARK)[2].rpartition("-")[0].rpartition("-")
+            path, pid = Path(root, name), rest
+            if host not in (HOST, "") or (pid.isdigit() and int(pid) != os.getpid() and _writing(int(pid), path)):
                 continue
             path.unlink(missing_ok=True)
             removed += 1

@@ -55,6 +55,14 @@ class Setting:
     """Returns an error message for an impossible value, or None."""
 
 
+class BadInputError(ValueError):
+    """A kind's own error for an input file it cannot use; raise it (or any ValueError) for bad input.
+
+    Only bad input is remembered as a file's result. Any other exception is taken for a bug
+    in the code (or, for an OSError, a passing condition) and the file is tried again.
+    """
+
+
 @dataclass(frozen=True)
 class RecordError:
     """A bad record inside an input file: 1-based line, error class, message."""

@@ -15,14 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline.kinds.base import FileResult, Kind, Setting
+from pipeline.kinds.base import BadInputError, FileResult, Kind, Setting
 
 CAPTURE = ("stdout", "output")
 STDERR_TAIL = 2000
 
 
-class CommandError(RuntimeError):
-    """The program exited non-zero or ran out of time."""
+class CommandError(BadInputError):
+    """The program exited non-zero or ran out of time: the file is bad for this command."""
 
 
 def _argv(value: Any) -> str | None:

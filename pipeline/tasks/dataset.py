@@ -7,7 +7,6 @@ Every stage runs alone, e.g. ``luigi --module pipeline MergeBatches --recipe R``
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import luigi
@@ -24,9 +23,9 @@ from pipeline.engine.batches import (
 from pipeline.engine.merge import merge_batches, merge_is_complete
 from pipeline.engine.plan import Plan, plan_for
 from pipeline.engine.progress import TaskProgress
-from pipeline.engine.split import split_dataset, split_is_complete
-from pipeline.engine.status import dataset_status, status_report
-from pipeline.engine.storage import read_json, remove_stale_temps, write_json
+from pipeline.engine.split import DamagedMergeError, split_dataset, split_is_complete
+from pipeline.engine.status import cleaned_up, cleanup_files_flow, dataset_status, status_report
+from pipeline.engine.storage import read_json, write_json
 from pipeline.engine.targets import CheckedTarget
 from pipeline.errors import PipelineError
 from pipeline.recipe import load_recipe
@@ -95,16 +94,21 @@ class MergeBatches(DatasetTask):
         return CheckedTarget(plan.layout.merged_manifest, lambda: merge_is_complete(plan))
 
     def run(self) -> None:
-        plan = self.plan
-        # Rebuilt here, not yielded as ProcessBatch: the scheduler ignores a task that turns
-        # incomplete within seconds of being reported done (stable_done_cooldown_secs).
-        for batch in plan.batches:
-            problem = verify_batch(plan, batch)
-            if problem:
-                logger.warning("batch %d is corrupt (%s); rebuilding it alone", batch.index, problem)
-                build_batch(plan, batch, TaskProgress(self, f"files of batch {batch.index}"), **batch_settings())
-        progress = TaskProgress(self, "arrays")
-        merge_batches(plan, streaming().chunk_bytes, progress)
+        remerge(self, self.plan)
+
+
+def remerge(task: luigi.Task, plan: Plan) -> None:
+    """Verify every batch by checksum, rebuild the damaged or missing ones alone, then merge.
+
+    Rebuilt here, not yielded as ProcessBatch: the scheduler ignores a task that turns
+    incomplete within seconds of being reported done (stable_done_cooldown_secs).
+    """
+    for batch in plan.batches:
+        problem = verify_batch(plan, batch)
+        if problem:
+            logger.warning("batch %d is corrupt or missing (%s); rebuilding it alone", batch.index, problem)
+            build_batch(plan, batch, TaskProgress(task, f"files of batch {batch.index}"), **batch_settings())
+    merge_batches(plan, streaming().chunk_bytes, TaskProgress(task, "arrays"))
 
 
 class SplitDataset(DatasetTask):
@@ -118,8 +122,13 @@ class SplitDataset(DatasetTask):
         return CheckedTarget(plan.layout.final_manifest, lambda: split_is_complete(plan))
 
     def run(self) -> None:
-        remove_stale_temps(self.plan.layout.root)
-        stats = split_dataset(self.plan, streaming().chunk_bytes, TaskProgress(self, "outputs"))
+        plan = self.plan
+        try:
+            stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"))
+        except DamagedMergeError as exc:  # rebuilt once from verified batches; never split as it is
+            logger.warning("%s; merging again from verified batches", exc)
+            remerge(self, plan)
+            stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"))
         logger.info("Summary of %s: %s; final outputs in %s", self.plan.recipe.name,
                     summary_line(stats), self.plan.layout.final)
 
@@ -136,7 +145,6 @@ class SummariseFiles(DatasetTask):
 
     def run(self) -> None:
         plan = self.plan
-        remove_stale_temps(plan.layout.root)
         summary = summarise(plan, batch_records(plan))
         write_json(plan.layout.stats, {"dataset": plan.recipe.name, "kind": plan.recipe.kind.name,
                                        "fingerprint": plan.merge_fingerprint, **summary})
@@ -148,26 +156,29 @@ def summary_is_complete(plan: Plan) -> bool:
 
 
 class Status(DatasetTask):
-    """Print what is up to date, stale and missing (to stdout); builds and writes nothing."""
+    """Print what is up to date, stale and missing (to stdout); builds nothing.
+
+    ``--verify`` reads every checksum too and names each damaged output; the stage record
+    of a damaged output is marked so that the next BuildDataset rebuilds that stage.
+    """
+
+    verify = luigi.BoolParameter(description="read every output and compare it with its recorded checksum")
 
     def complete(self) -> bool:
         return False
 
     def run(self) -> None:
-        print(status_report(dataset_status(self.plan)), flush=True)
+        print(status_report(dataset_status(self.plan, self.verify)), flush=True)
 
 
 class Cleanup(DatasetTask):
-    """Delete per-file outputs, batches and merged arrays once ``final/`` is complete and verified."""
+    """Delete per-file outputs, batches and merged arrays (only those records list) once ``final/`` is verified."""
 
     def complete(self) -> bool:
-        layout = self.plan.layout
-        leftovers = (layout.files, layout.intermediate, layout.merged)
-        return split_is_complete(self.plan) and not any(folder.exists() for folder in leftovers)
+        return cleaned_up(self.plan)
 
     def run(self) -> None:
         plan = self.plan
-        if not split_is_complete(plan):
-            raise PipelineError(f"{plan.layout.final} is missing or stale: run BuildDataset before Cleanup")
-        for folder in (plan.layout.files, plan.layout.intermediate, plan.layout.merged):
-            shutil.rmtree(folder, ignore_errors=True)
+        freed = cleanup_files_flow(plan)
+        logger.info("Cleanup of %s removed %.1f MB of intermediates; final outputs in %s",
+                    plan.recipe.name, freed / 2**20, plan.layout.final)

@@ -18,6 +18,7 @@ from pipeline.config import progress
 from pipeline.engine.console import RunConsole
 from pipeline.engine.layout import Layout, claim
 from pipeline.engine.progress import RunRecord
+from pipeline.engine.storage import remove_stale_temps
 from pipeline.recipe import load_recipe
 from pipeline.tasks.dataset import DatasetTask
 
@@ -44,15 +45,25 @@ class RunWatch:
         if self.console is None:
             config = progress()
             self.console = RunConsole(config.console, config.refresh_s, config.log_every_s)
-        layout = self.layouts.setdefault(task.recipe, layout_of(task))
+        layout = self._layout(task)
         self.console.watch(task.task_id, layout.monitor / f"{task.task_id}.json")
 
     def present(self, task: luigi.Task) -> None:
         """``task`` is already complete: not part of the work, but its dataset's report is."""
         if isinstance(task, DatasetTask):
-            self.layouts.setdefault(task.recipe, layout_of(task))
+            self._layout(task)
             if self.console:
                 self.console.forget(task.task_id)
+
+    def _layout(self, task: DatasetTask) -> Layout:
+        """The layout of ``task``'s dataset; the first time in a run, its dead writers' temps are removed.
+
+        Every folder (report and monitor too), whatever stage the run starts at.
+        """
+        if task.recipe not in self.layouts:
+            self.layouts[task.recipe] = layout_of(task)
+            remove_stale_temps(self.layouts[task.recipe].root)
+        return self.layouts[task.recipe]
 
     def finish(self) -> list[str]:
         """End the run's console; the lines naming each dataset's report."""
