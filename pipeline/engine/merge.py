@@ -2,7 +2,8 @@
 
 Memory holds one chunk at a time, never a whole batch or the whole dataset. The
 manifest (``merged/manifest.json``) is written last: it records the fingerprint, the
-arrays, the kind's metadata and the run's file and record counts with every failure.
+arrays, the kind's metadata, each file's rows in row order (``file_rows``, for row
+provenance) and the run's file and record counts with every failure.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def merge_batches(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
         if progress:
             progress(step, len(spec))
     manifest = {"fingerprint": plan.merge_fingerprint, "arrays": spec, "metadata": metadata,
+                "file_rows": [entry for _, record in with_rows for entry in record["file_rows"]],
                 **summarise(plan, records)}
     write_json(layout.merged_manifest, manifest)
     return manifest

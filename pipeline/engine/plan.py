@@ -17,6 +17,9 @@ from pipeline.engine.layout import Layout
 from pipeline.engine.storage import digest, digest_text
 from pipeline.recipe import Recipe
 
+BATCH_FORMAT = 2
+"""Version of the batch record; a batch recorded by another version is rebuilt (2: ``file_rows``)."""
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -54,7 +57,7 @@ def make_plan(recipe: Recipe, files: list[InputFile]) -> Plan:
     for index, start in enumerate(range(0, len(files), size)):
         chunk = tuple(files[start:start + size])
         prints = tuple(digest_text(f"{process_fingerprint}\0{f.relative}\0{f.size}\0{f.mtime_ns}") for f in chunk)
-        batches.append(Batch(index, chunk, prints, digest(prints)))
+        batches.append(Batch(index, chunk, prints, digest([BATCH_FORMAT, prints])))
     merge_fingerprint = digest([batch.fingerprint for batch in batches])
     split_fingerprint = digest([merge_fingerprint, dict(recipe.split)])
     return Plan(recipe, Layout(recipe.output_dir), tuple(batches), merge_fingerprint, split_fingerprint)

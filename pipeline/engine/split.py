@@ -15,11 +15,10 @@ import numpy as np
 
 from pipeline.engine.layout import SPLITS
 from pipeline.engine.plan import Plan
+from pipeline.engine.provenance import SOURCE_PREFIX, write_provenance
 from pipeline.engine.storage import ArrayWriter, NpzWriter, atomic_open, iter_npy, npy_info, read_json, write_json
 
 MASK_PREFIX = "mask_"
-SOURCE_PREFIX = "source_"
-"""Arrays named ``source_<x>`` are provenance (where a row came from), never labels."""
 SPLIT_ROW_BYTES = 64
 """Memory per row that assigning splits takes beside the rows: the uint64 group id and the
 hash's uint64/float64 temporaries (measured peak ~40 bytes)."""
@@ -105,7 +104,7 @@ def standardiser(normalization: dict[str, list]) -> Callable[[np.ndarray], np.nd
 
 
 def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Write ``final/``: X, labels, masks and groups per split, stats, the kind's metadata, the manifest."""
+    """Write ``final/``: X, labels, masks, groups and row provenance per split, stats, metadata, the manifest."""
     layout = plan.layout
     manifest = read_json(layout.merged_manifest)
     names = sorted(manifest["arrays"])
@@ -138,6 +137,9 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
         written += [path.name for path in paths]
         if progress:
             progress(step, len(outputs))
+    sources = [name for name in names if name.startswith(SOURCE_PREFIX)]
+    written += write_provenance(layout, manifest, lambda groups: assign_splits(groups, plan.recipe.split),
+                                min(sizes[name] for name in ("group", *sources)))
 
     stats = {
         "dataset": plan.recipe.name,
