@@ -60,7 +60,7 @@ def make_plan(recipe: Recipe, files: list[InputFile]) -> Plan:
         batches.append(Batch(index, chunk, prints, digest([BATCH_FORMAT, prints])))
     merge_fingerprint = digest([batch.fingerprint for batch in batches])
     split_fingerprint = digest([merge_fingerprint, dict(recipe.split)])
-    return Plan(recipe, Layout(recipe.output_dir), tuple(batches), merge_fingerprint, split_fingerprint)
+    return Plan(recipe, Layout.of(recipe), tuple(batches), merge_fingerprint, split_fingerprint)
 
 
 @functools.lru_cache(maxsize=8)
