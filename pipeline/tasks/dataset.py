@@ -7,7 +7,6 @@ Every stage runs alone, e.g. ``luigi --module pipeline MergeBatches --recipe R``
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import luigi
@@ -21,6 +20,7 @@ from pipeline.engine.batches import (
     summary_line,
     verify_batch,
 )
+from pipeline.engine.cleanup import batches_left, intermediates_left, remove_batches, remove_intermediates
 from pipeline.engine.merge import merge_batches, merge_is_complete
 from pipeline.engine.plan import Plan, plan_for
 from pipeline.engine.progress import TaskProgress
@@ -80,6 +80,10 @@ class ProcessBatch(DatasetTask):
 class BuildBatches(DatasetTask, luigi.WrapperTask):
     """All batches of the dataset; run it alone to stop after ``intermediate/``."""
 
+    recipe = RecipeParameter(description="path of the recipe TOML file. BuildBatches is the batch-only run: it "
+                                         "processes the input files into intermediate/ (or the recipe's "
+                                         "intermediate_dir) and stops, with no merge and no split")
+
     def requires(self) -> list[ProcessBatch]:
         return [ProcessBatch(recipe=self.recipe, index=b.index) for b in self.plan.batches]
 
@@ -87,14 +91,26 @@ class BuildBatches(DatasetTask, luigi.WrapperTask):
 class MergeBatches(DatasetTask):
     """Stream every batch into ``merged/<array>.npy``; re-runs alone on existing batches."""
 
-    def requires(self) -> BuildBatches:
-        return BuildBatches(recipe=self.recipe)
+    cleanup = luigi.BoolParameter(description="once merged/ is written, delete the batches it read (intermediate/); "
+                                              "without it they are kept. To stop after the batches, run BuildBatches")
+
+    def requires(self) -> BuildBatches | list:
+        return [] if merge_is_complete(self.plan) else BuildBatches(recipe=self.recipe)  # [] when only cleaning up
 
     def output(self) -> CheckedTarget:
         plan = self.plan
         return CheckedTarget(plan.layout.merged_manifest, lambda: merge_is_complete(plan))
 
+    def complete(self) -> bool:
+        return super().complete() and not (self.cleanup and batches_left(self.plan))
+
     def run(self) -> None:
+        if not merge_is_complete(self.plan):
+            self.merge()
+        if self.cleanup:
+            remove_batches(self.plan)
+
+    def merge(self) -> None:
         plan = self.plan
         # Rebuilt here, not yielded as ProcessBatch: the scheduler ignores a task that turns
         # incomplete within seconds of being reported done (stable_done_cooldown_secs).
@@ -110,18 +126,28 @@ class MergeBatches(DatasetTask):
 class SplitDataset(DatasetTask):
     """Assign rows to train/val/test by group and write ``final/``."""
 
-    def requires(self) -> MergeBatches:
-        return MergeBatches(recipe=self.recipe)
+    cleanup = luigi.BoolParameter(description="once final/ is written, delete the intermediates it was made from "
+                                              "(files/, the batches, merged/) as Cleanup does; else they are kept")
+
+    def requires(self) -> MergeBatches | list:
+        return [] if split_is_complete(self.plan) else MergeBatches(recipe=self.recipe)  # [] when only cleaning up
 
     def output(self) -> CheckedTarget:
         plan = self.plan
         return CheckedTarget(plan.layout.final_manifest, lambda: split_is_complete(plan))
 
+    def complete(self) -> bool:
+        return super().complete() and not (self.cleanup and intermediates_left(self.plan))
+
     def run(self) -> None:
-        remove_stale_temps(self.plan.layout.root)
-        stats = split_dataset(self.plan, streaming().chunk_bytes, TaskProgress(self, "outputs"))
-        logger.info("Summary of %s: %s; final outputs in %s", self.plan.recipe.name,
-                    summary_line(stats), self.plan.layout.final)
+        plan = self.plan
+        if not split_is_complete(plan):
+            remove_stale_temps(plan.layout.root)
+            stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"))
+            logger.info("Summary of %s: %s; final outputs in %s", plan.recipe.name, summary_line(stats),
+                        plan.layout.final)
+        if self.cleanup:
+            remove_intermediates(plan)
 
 
 class SummariseFiles(DatasetTask):
@@ -161,13 +187,10 @@ class Cleanup(DatasetTask):
     """Delete per-file outputs, batches and merged arrays once ``final/`` is complete and verified."""
 
     def complete(self) -> bool:
-        layout = self.plan.layout
-        leftovers = (layout.files, layout.intermediate, layout.merged)
-        return split_is_complete(self.plan) and not any(folder.exists() for folder in leftovers)
+        return split_is_complete(self.plan) and not intermediates_left(self.plan)
 
     def run(self) -> None:
         plan = self.plan
         if not split_is_complete(plan):
             raise PipelineError(f"{plan.layout.final} is missing or stale: run BuildDataset before Cleanup")
-        for folder in (plan.layout.files, plan.layout.intermediate, plan.layout.merged):
-            shutil.rmtree(folder, ignore_errors=True)
+        remove_intermediates(plan)
