@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -29,10 +28,6 @@ FILE_COLUMN = "file"
 def file_rows(relatives: Sequence[str], rows: Sequence[int]) -> list[list]:
     """``[relative path, rows]`` of each file that gave rows, in row order (for a batch record)."""
     return [[relative, int(count)] for relative, count in zip(relatives, rows, strict=True) if count]
-
-
-def rows_file(final: Path, split: str) -> Path:
-    return final / f"rows_{split}.parquet"
 
 
 def file_index(counts: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -67,7 +62,7 @@ def write_provenance(layout: Layout, manifest: dict, assign: Callable[[np.ndarra
     schema = pa.schema([(FILE_COLUMN, pa.dictionary(pa.int32(), pa.string()))]
                        + [(column, pa.from_numpy_dtype(np.dtype(manifest["arrays"][name]["dtype"])))
                           for column, name in zip(columns, sources, strict=True)])
-    paths = [rows_file(layout.final, split) for split in SPLITS]
+    paths = [layout.final / f"rows_{split}.parquet" for split in SPLITS]
     streams = [iter_npy(layout.merged_array(name), chunk_rows) for name in ("group", *sources)]
     with contextlib.ExitStack() as stack:
         writers = [pq.ParquetWriter(stack.enter_context(atomic_open(path)), schema) for path in paths]
