@@ -17,7 +17,7 @@ from typing import Any
 import toml
 
 from pipeline import kinds
-from pipeline.engine.layout import output_dir_problem
+from pipeline.engine.layout import intermediate_dir_problem, output_dir_problem
 from pipeline.errors import PipelineError
 from pipeline.kinds.base import REQUIRED, Kind, Setting
 
@@ -39,6 +39,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "input_dir": Setting(str, help="folder of input files, relative to the recipe"),
         "pattern": Setting(str, "**/*", help="glob of input files below input_dir"),
         "output_dir": Setting(str, help="folder of all outputs, relative to the recipe"),
+        "intermediate_dir": Setting(str, "", help="folder of the batch files, relative to the recipe "
+                                                  "(default: <output_dir>/intermediate)"),
     },
     "process": {
         "on_error": Setting(str, "skip", ON_ERROR, "skip: record bad input and go on; fail: stop the run"),
@@ -72,6 +74,8 @@ class Recipe:
     input_dir: Path
     output_dir: Path
     tables: Mapping[str, Mapping[str, Any]]
+    intermediate_dir: Path | None = None
+    """The batch folder when the recipe puts it outside the output folder; None for ``<output_dir>/intermediate``."""
 
     @property
     def name(self) -> str:
@@ -180,7 +184,14 @@ def parse_recipe(path: Path, data: Mapping[str, Any]) -> Recipe:
     problem = output_dir_problem(output_dir, input_dir)
     if problem:
         raise RecipeError(f"{path}: [dataset] output_dir {output_dir} {problem}")
-    return Recipe(path=path, kind=kind, input_dir=input_dir, output_dir=output_dir, tables=tables)
+    intermediate_dir = (base / dataset["intermediate_dir"]).resolve() if dataset["intermediate_dir"] else None
+    problem = intermediate_dir and intermediate_dir_problem(intermediate_dir, output_dir, input_dir)
+    if problem:
+        raise RecipeError(f"{path}: [dataset] intermediate_dir {intermediate_dir} {problem}")
+    if intermediate_dir == output_dir / "intermediate":
+        intermediate_dir = None
+    return Recipe(path=path, kind=kind, input_dir=input_dir, output_dir=output_dir, tables=tables,
+                  intermediate_dir=intermediate_dir)
 
 
 @functools.lru_cache(maxsize=16)

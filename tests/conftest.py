@@ -29,8 +29,13 @@ def write_recipe(path: Path, **tables: dict) -> Path:
     return path
 
 
+def outside_env() -> dict[str, str]:
+    """This process's environment without its run token: a command started from here is a run of its own."""
+    return {k: v for k, v in os.environ.items() if k != "PIPELINE_RUN_TOKEN"}
+
+
 def luigi_env() -> dict[str, str]:
-    return {**os.environ, "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg"), "PYTHONPATH": str(ROOT)}
+    return {**outside_env(), "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg"), "PYTHONPATH": str(ROOT)}
 
 
 def luigi_command(task: str, recipe: Path, *extra: str) -> list[str]:

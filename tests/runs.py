@@ -52,7 +52,8 @@ def environment(folder: Path, **sections: dict) -> dict[str, str]:
     path = folder / "luigi.cfg"
     with open(path, "w") as handle:
         config.write(handle)
-    return {**os.environ, "LUIGI_CONFIG_PATH": str(path), "PYTHONPATH": str(TESTS),
+    return {**{k: v for k, v in os.environ.items() if k != "PIPELINE_RUN_TOKEN"},  # a run of its own
+            "LUIGI_CONFIG_PATH": str(path), "PYTHONPATH": str(TESTS),
             "PIPELINE_EXTRAS": os.environ.get("PIPELINE_EXTRAS", "test"),
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 

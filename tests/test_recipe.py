@@ -92,3 +92,29 @@ def test_an_output_folder_the_pipeline_claimed_is_accepted_again(tmp_path):
     recipe = write_recipe(tmp_path / "r.toml", dataset={
         "name": "x", "kind": "trmph", "input_dir": "data", "output_dir": "out"})
     assert load_recipe(recipe).output_dir == tmp_path / "out"
+
+
+@pytest.mark.parametrize(("intermediate_dir", "reason"), [
+    ("out", "is the output folder"),
+    (".", "contains the output folder"),
+    ("out/merged", "is inside the output folder"),
+    ("data/batches", "is inside the input folder"),
+    ("thesis", "files that this pipeline did not write"),
+    (3, "= 3 must be a string"),
+])
+def test_intermediate_dirs_that_would_touch_other_files_are_refused(tmp_path, intermediate_dir, reason):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "thesis.txt").write_text("years of work")
+    recipe = write_recipe(tmp_path / "r.toml", dataset={
+        "name": "x", "kind": "trmph", "input_dir": "data", "output_dir": "out", "intermediate_dir": intermediate_dir})
+    with pytest.raises(RecipeError, match=r"\[dataset\] intermediate_dir ?.*" + reason):
+        load_recipe(recipe)
+
+
+def test_intermediate_dir_defaults_to_the_output_folders_and_may_be_elsewhere(tmp_path):
+    (tmp_path / "data").mkdir()
+    tables = {"name": "x", "kind": "trmph", "input_dir": "data", "output_dir": "out"}
+    for given, expected in ((None, None), ("out/intermediate", None), ("scratch", tmp_path / "scratch")):
+        recipe = write_recipe(tmp_path / "r.toml", dataset={**tables, **({"intermediate_dir": given} if given else {})})
+        assert load_recipe(recipe).intermediate_dir == expected, given

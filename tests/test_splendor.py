@@ -45,14 +45,15 @@ def check_final(final_dir: Path) -> int:
 
     Reads ``X_{split}.npy``, ``labels_{split}.npz``, ``masks_{split}.npz``, ``rows_{split}.parquet``
     (``file`` relative to the games folder, ``row`` the 0-based CSV data row) and ``normalization.json``
-    (``columns``, ``mean``, ``std``): X must be upstream's features standardised with those numbers
-    (scale 1 where std is 0), within float32 rounding; the numbers must be the train rows' mean and
-    population std; labels and masks must be equal.
+    as the engine writes it (``columns`` = X's, per column ``mean``, ``std``, ``normalize``): X must be
+    upstream's features with the ``normalize`` columns standardised by those numbers, within float32
+    rounding; the numbers must be the train rows' mean and population std (1 where that is 0); labels
+    and masks must be equal.
     """
     norm = json.loads((final_dir / "normalization.json").read_text())
-    columns = [FEATURE_COLS.index(name) for name in norm["columns"]]
-    mean, std = np.array(norm["mean"]), np.array(norm["std"])
-    scale = np.where(std == 0, 1.0, std)
+    assert norm["columns"] == FEATURE_COLS
+    columns = np.flatnonzero(norm["normalize"])
+    mean, scale = np.array(norm["mean"])[columns], np.array(norm["std"])[columns]
     checked, train_rows = 0, []
     for split in SPLITS:
         x = np.load(final_dir / f"X_{split}.npy")
@@ -74,8 +75,9 @@ def check_final(final_dir: Path) -> int:
         expected[:, columns] = (expected[:, columns] - mean) / scale
         np.testing.assert_allclose(x, expected, rtol=1e-6, atol=1e-6, err_msg=split)
         checked += len(x)
+    train_std = train_rows[:, columns].std(axis=0)
     np.testing.assert_allclose(mean, train_rows[:, columns].mean(axis=0), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(std, train_rows[:, columns].std(axis=0), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(scale, np.where(train_std == 0, 1.0, train_std), rtol=1e-9, atol=1e-9)
     return checked
 
 
@@ -169,11 +171,12 @@ def write_final(results: dict, folder: Path, split_of) -> Path:
     parts = {split: [f for f in sorted(results) if split_of(f) == split] for split in SPLITS}
     features = {split: np.concatenate([results[f].arrays["X"] for f in files]) for split, files in parts.items()}
     columns = KIND.normalize_columns(SETTINGS, next(iter(results.values())).metadata)
-    mean = features["train"][:, columns].astype(np.float64).mean(axis=0)
-    std = features["train"][:, columns].astype(np.float64).std(axis=0)
+    mean = features["train"].astype(np.float64).mean(axis=0)
+    std = features["train"].astype(np.float64).std(axis=0)
+    std[std == 0] = 1
     for split, files in parts.items():
         x = features[split].copy()
-        x[:, columns] = ((x[:, columns] - mean) / np.where(std == 0, 1, std)).astype(np.float32)
+        x[:, columns] = ((x[:, columns] - mean[columns]) / std[columns]).astype(np.float32)
         np.save(folder / f"X_{split}.npy", x)
         for kind, prefix in (("labels", ""), ("masks", "mask_")):
             np.savez(folder / f"{kind}_{split}.npz",
@@ -182,9 +185,10 @@ def write_final(results: dict, folder: Path, split_of) -> Path:
                 "row": np.concatenate([results[f].arrays["source_row"] for f in files])}
         pq.write_table(pa.table(rows), folder / f"rows_{split}.parquet")
     (folder / "feature_cols.json").write_text(json.dumps(FEATURE_COLS))
-    names = [FEATURE_COLS[i] for i in columns]
-    (folder / "normalization.json").write_text(json.dumps({"columns": names, "mean": mean.tolist(),
-                                                           "std": std.tolist()}))
+    chosen = np.zeros(len(FEATURE_COLS), dtype=bool)
+    chosen[columns] = True
+    (folder / "normalization.json").write_text(json.dumps({"columns": FEATURE_COLS, "mean": mean.tolist(),
+                                                           "std": std.tolist(), "normalize": chosen.tolist()}))
     return folder
 
 

@@ -3,7 +3,7 @@
 Each input file gets its own output (``files/<relative>.npz``, with its fingerprint and
 failure records inside), so an interrupted batch resumes file by file. The batch file
 (``intermediate/batch_NNNN.npz``) is the per-file rows concatenated, streamed member by
-member; its record (``batch_NNNN.json``: fingerprint, size, checksum, counts, failures)
+member; its record (``batch_NNNN.json``: fingerprint, size, checksum, counts, each file's rows, failures)
 is written last and is what marks the batch complete.
 """
 
@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline.engine.discovery import InputFile, refusal
 from pipeline.engine.plan import Batch, Plan
+from pipeline.engine.provenance import file_rows
 from pipeline.engine.storage import NpzWriter, atomic_open, file_checksum, read_json, save_npz, write_json
 from pipeline.errors import PipelineError
 from pipeline.kinds.base import BadInputError, FileResult, Kind, as_file_result, group_id
@@ -223,6 +224,7 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
         "arrays": {name: {"dtype": dtype, "shape": list(shape)} for name, (dtype, shape) in arrays_spec.items()},
         "metadata": spec["metadata"] if spec else {},
         "files": len(metas),
+        "file_rows": file_rows([file.relative for file in batch.files], [meta["rows"] for meta in metas]),
         "files_failed": sum(meta["failed"] for meta in metas),
         "files_reused": sum(meta["reused"] for meta in metas),
         "records": sum(meta["records"] for meta in metas),

@@ -6,9 +6,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.engine.records import RECORDS, record_path
 from pipeline.engine.storage import write_json
+
+if TYPE_CHECKING:
+    from pipeline.recipe import Recipe
 
 SPLITS = ("train", "val", "test")
 OWNER_FILE = ".pipeline-output.json"
@@ -45,6 +49,25 @@ def output_dir_problem(output_dir: Path, input_dir: Path) -> str | None:
     return None
 
 
+def intermediate_dir_problem(intermediate_dir: Path, output_dir: Path, input_dir: Path) -> str | None:
+    """Why ``intermediate_dir`` cannot hold the batches of a dataset writing ``output_dir``, or None.
+
+    Refused as an output folder is (root, home, the input folder, ...), and the output folder
+    itself, any folder containing it and any folder inside it but ``<output_dir>/intermediate``
+    (whose siblings ``files``, ``merged``, ``final`` the pipeline rewrites and removes).
+    """
+    intermediate_dir, output_dir = intermediate_dir.resolve(), output_dir.resolve()
+    if intermediate_dir == output_dir / "intermediate":
+        return None
+    if intermediate_dir == output_dir:
+        return "is the output folder"
+    if intermediate_dir in output_dir.parents:
+        return f"contains the output folder {output_dir}"
+    if output_dir in intermediate_dir.parents:
+        return f"is inside the output folder {output_dir}; leave intermediate_dir out to use {output_dir}/intermediate"
+    return output_dir_problem(intermediate_dir, input_dir)
+
+
 def claim(output_dir: Path, dataset: str) -> None:
     """Create ``output_dir`` if needed and mark it as this pipeline's (idempotent)."""
     owner = output_dir / OWNER_FILE
@@ -62,9 +85,15 @@ def owner_of(output_dir: Path) -> str | None:
 
 @dataclass(frozen=True)
 class Layout:
-    """Output paths of one dataset, derived from its output folder only."""
+    """Output paths of one dataset, derived from its output folder (and a batch folder elsewhere, if any)."""
 
     root: Path
+    intermediate_dir: Path | None = None
+    """The recipe's ``intermediate_dir`` when the batches live outside the output folder."""
+
+    @classmethod
+    def of(cls, recipe: Recipe) -> Layout:
+        return cls(recipe.output_dir, recipe.intermediate_dir)
 
     @property
     def records(self) -> Path:
@@ -81,7 +110,8 @@ class Layout:
 
     @property
     def intermediate(self) -> Path:
-        return self.root / "intermediate"
+        """The batches: ``<root>/intermediate``, or the recipe's ``intermediate_dir``."""
+        return self.intermediate_dir or self.root / "intermediate"
 
     @property
     def merged(self) -> Path:

@@ -1,9 +1,10 @@
 """Merging batch files into one .npy per array, streamed chunk by chunk.
 
 Memory holds one chunk at a time, never a whole batch or the whole dataset. The
-manifest (``merged/manifest.json``) records the arrays, the kind's metadata and the run's
-file and record counts with every failure; the stage record ``records/merge.json``,
-written last, lists every merged file with its size and checksum (engine/records.py).
+manifest (``merged/manifest.json``) records the arrays, the kind's metadata, each file's
+rows in row order (``file_rows``, for row provenance) and the run's file and record counts
+with every failure; the stage record ``records/merge.json``, written last, lists every
+merged file with its size and checksum (engine/records.py).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def merge_batches(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
         if progress:
             progress(step, len(spec))
     manifest = {"fingerprint": plan.merge_fingerprint, "arrays": spec, "metadata": metadata,
+                "file_rows": [entry for _, record in with_rows for entry in record["file_rows"]],
                 **summarise(plan, records)}
     write_json(layout.merged_manifest, manifest)
     write_record(layout.root, MERGE, plan.merge_fingerprint,

@@ -24,6 +24,8 @@ PROCESS_CODE = ("pipeline.engine.batches", "pipeline.kinds.base", "pipeline.kind
 MERGE_CODE = ("pipeline.engine.merge", "pipeline.engine.storage")
 SPLIT_CODE = ("pipeline.engine.split", "pipeline.engine.storage")
 """Engine modules whose code each stage's fingerprint includes."""
+BATCH_FORMAT = 2
+"""Version of the batch record; a batch recorded by another version is rebuilt (2: ``file_rows``)."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +66,11 @@ def make_plan(recipe: Recipe, files: list[InputFile]) -> Plan:
     for index, start in enumerate(range(0, len(files), size)):
         chunk = tuple(files[start:start + size])
         prints = tuple(digest_text(f"{process_fingerprint}\0{f.relative}\0{f.size}\0{f.mtime_ns}") for f in chunk)
-        batches.append(Batch(index, chunk, prints, digest(prints)))
+        batches.append(Batch(index, chunk, prints, digest([BATCH_FORMAT, prints])))
     merge_fingerprint = digest([[batch.fingerprint for batch in batches], code_digest(*MERGE_CODE)])
     kind_reports = [f for f in (kind.normalize_columns, kind.final_files) if f]
     split_fingerprint = digest([merge_fingerprint, dict(recipe.split), code_digest(*kind_reports, *SPLIT_CODE)])
-    return Plan(recipe, Layout(recipe.output_dir), tuple(batches), merge_fingerprint, split_fingerprint)
+    return Plan(recipe, Layout.of(recipe), tuple(batches), merge_fingerprint, split_fingerprint)
 
 
 @functools.lru_cache(maxsize=8)

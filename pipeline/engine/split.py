@@ -18,13 +18,12 @@ from pipeline.engine.batches import batch_checksums
 from pipeline.engine.layout import SPLITS
 from pipeline.engine.merge import MERGE, merge_damage
 from pipeline.engine.plan import Plan
+from pipeline.engine.provenance import SOURCE_PREFIX, write_provenance
 from pipeline.engine.records import current_record, output_entry, read_record, remove_outputs, write_record
 from pipeline.engine.storage import ArrayWriter, NpzWriter, atomic_open, iter_npy, npy_info, read_json, write_json
 from pipeline.errors import PipelineError
 
 MASK_PREFIX = "mask_"
-SOURCE_PREFIX = "source_"
-"""Arrays named ``source_<x>`` are provenance (where a row came from), never labels."""
 SPLIT_ROW_BYTES = 64
 """Memory per row that assigning splits takes beside the rows: the uint64 group id and the
 hash's uint64/float64 temporaries (measured peak ~40 bytes)."""
@@ -118,7 +117,7 @@ class DamagedMergeError(PipelineError):
 
 
 def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Write ``final/``: X, labels, masks and groups per split, stats, the kind's metadata, the manifest.
+    """Write ``final/``: X, labels, masks, groups and row provenance per split, stats, metadata, the manifest.
 
     The merged files are verified against the merge record first (:class:`DamagedMergeError`),
     so corrupt rows never reach ``final/``. Files of an earlier split that this one does not
@@ -160,6 +159,9 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
         written += [path.name for path in paths]
         if progress:
             progress(step, len(outputs))
+    sources = [name for name in names if name.startswith(SOURCE_PREFIX)]
+    written += write_provenance(layout, manifest, lambda groups: assign_splits(groups, plan.recipe.split),
+                                min(sizes[name] for name in ("group", *sources)))
 
     stats = {
         "dataset": plan.recipe.name,

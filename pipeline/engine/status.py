@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import collections
-import json
 from typing import Any
 
-import numpy as np
-
-from pipeline.engine.batches import META, batch_is_complete, verify_batch
+from pipeline.engine.batches import batch_is_complete, verify_batch
 from pipeline.engine.merge import MERGE
 from pipeline.engine.plan import Plan
 from pipeline.engine.records import (
     damaged,
     intact,
-    is_complete,
     mark_damaged,
     read_record,
-    remove_outputs,
-    remove_record,
 )
 from pipeline.engine.split import SPLIT
 from pipeline.engine.storage import read_json
-from pipeline.errors import PipelineError
 
 
 def _state(complete: bool, record: Any) -> str:
@@ -102,45 +95,3 @@ def status_report(status: dict[str, Any]) -> str:
         lines.append("every checksum verified")
     return "\n".join(lines)
 
-
-def intermediate_files(plan: Plan) -> list[str]:
-    """The files flow's intermediates this pipeline wrote, by path below the output folder.
-
-    Per-file outputs (and their blobs) of the planned input files, every batch file with its
-    record (those of an earlier batch layout too), and nothing else: a file someone put in
-    these folders is not named here.
-    """
-    layout, names = plan.layout, []
-    for file in (f for batch in plan.batches for f in batch.files):
-        output = layout.file_output(file.relative)
-        try:
-            with np.load(output, allow_pickle=False) as data:
-                blobs = json.loads(str(data[META])).get("blobs", {})
-        except (OSError, ValueError, KeyError):
-            continue
-        names += [output, *(layout.file_blob(file.relative, blob) for blob in blobs)]
-    for record in sorted(layout.intermediate.glob("batch_[0-9][0-9][0-9][0-9].json")):
-        names += [record.with_suffix(".npz"), record]
-    return [str(path.relative_to(layout.root)) for path in names]
-
-
-def cleanup_files_flow(plan: Plan) -> int:
-    """Remove the merged files (those the merge record lists) and :func:`intermediate_files`; bytes freed.
-
-    Only once ``final/`` is complete and every checksum of it verified: the intermediates are
-    what would repair it.
-    """
-    root = plan.layout.root
-    if not is_complete(root, SPLIT, plan.split_fingerprint):
-        raise PipelineError(f"{plan.layout.final} is missing or stale: run BuildDataset before Cleanup")
-    problems = damaged(root, read_record(root, SPLIT))
-    if problems:
-        raise PipelineError(f"final outputs are damaged ({'; '.join(problems)}): run BuildDataset before Cleanup")
-    return remove_record(root, MERGE) + remove_outputs(root, intermediate_files(plan))
-
-
-def cleaned_up(plan: Plan) -> bool:
-    """Whether ``final/`` is complete and no intermediate of the files flow is left."""
-    root = plan.layout.root
-    return (is_complete(root, SPLIT, plan.split_fingerprint) and read_record(root, MERGE) is None
-            and not intermediate_files(plan))

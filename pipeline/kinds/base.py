@@ -11,6 +11,7 @@ columns, in order, are stacked into ``X``):
 - ``group``: uint64 group ids (optional; by default every row of a file is one group,
   keyed by the file's relative path);
 - ``mask_<name>``: masks, written to ``masks_<split>.npz`` under ``<name>``;
+- ``source_<x>``: provenance (e.g. the record's line), column ``<x>`` of ``rows_<split>.parquet``;
 - every other name is a label head, written to ``labels_<split>.npz``.
 
 A kind that can skip bad records inside a good file returns a :class:`FileResult`

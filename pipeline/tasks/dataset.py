@@ -20,11 +20,12 @@ from pipeline.engine.batches import (
     summary_line,
     verify_batch,
 )
+from pipeline.engine.cleanup import batches_left, intermediates_left, remove_batches, remove_intermediates
 from pipeline.engine.merge import merge_batches, merge_is_complete
 from pipeline.engine.plan import Plan, plan_for
 from pipeline.engine.progress import TaskProgress
 from pipeline.engine.split import DamagedMergeError, split_dataset, split_is_complete
-from pipeline.engine.status import cleaned_up, cleanup_files_flow, dataset_status, status_report
+from pipeline.engine.status import dataset_status, status_report
 from pipeline.engine.storage import read_json, write_json
 from pipeline.engine.targets import CheckedTarget
 from pipeline.errors import PipelineError
@@ -79,6 +80,10 @@ class ProcessBatch(DatasetTask):
 class BuildBatches(DatasetTask, luigi.WrapperTask):
     """All batches of the dataset; run it alone to stop after ``intermediate/``."""
 
+    recipe = RecipeParameter(description="path of the recipe TOML file. BuildBatches is the batch-only run: it "
+                                         "processes the input files into intermediate/ (or the recipe's "
+                                         "intermediate_dir) and stops, with no merge and no split")
+
     def requires(self) -> list[ProcessBatch]:
         return [ProcessBatch(recipe=self.recipe, index=b.index) for b in self.plan.batches]
 
@@ -86,15 +91,24 @@ class BuildBatches(DatasetTask, luigi.WrapperTask):
 class MergeBatches(DatasetTask):
     """Stream every batch into ``merged/<array>.npy``; re-runs alone on existing batches."""
 
-    def requires(self) -> BuildBatches:
-        return BuildBatches(recipe=self.recipe)
+    cleanup = luigi.BoolParameter(description="once merged/ is written, delete the batches it read (intermediate/); "
+                                              "without it they are kept. To stop after the batches, run BuildBatches")
+
+    def requires(self) -> BuildBatches | list:
+        return [] if merge_is_complete(self.plan) else BuildBatches(recipe=self.recipe)  # [] when only cleaning up
 
     def output(self) -> CheckedTarget:
         plan = self.plan
         return CheckedTarget(plan.layout.merged_manifest, lambda: merge_is_complete(plan))
 
+    def complete(self) -> bool:
+        return super().complete() and not (self.cleanup and batches_left(self.plan))
+
     def run(self) -> None:
-        remerge(self, self.plan)
+        if not merge_is_complete(self.plan):
+            remerge(self, self.plan)
+        if self.cleanup:
+            remove_batches(self.plan)
 
 
 def remerge(task: luigi.Task, plan: Plan) -> None:
@@ -114,23 +128,32 @@ def remerge(task: luigi.Task, plan: Plan) -> None:
 class SplitDataset(DatasetTask):
     """Assign rows to train/val/test by group and write ``final/``."""
 
-    def requires(self) -> MergeBatches:
-        return MergeBatches(recipe=self.recipe)
+    cleanup = luigi.BoolParameter(description="once final/ is written, delete the intermediates it was made from "
+                                              "(files/, the batches, merged/) as Cleanup does; else they are kept")
+
+    def requires(self) -> MergeBatches | list:
+        return [] if split_is_complete(self.plan) else MergeBatches(recipe=self.recipe)  # [] when only cleaning up
 
     def output(self) -> CheckedTarget:
         plan = self.plan
         return CheckedTarget(plan.layout.final_manifest, lambda: split_is_complete(plan))
 
+    def complete(self) -> bool:
+        return super().complete() and not (self.cleanup and intermediates_left(self.plan))
+
     def run(self) -> None:
         plan = self.plan
-        try:
-            stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"))
-        except DamagedMergeError as exc:  # rebuilt once from verified batches; never split as it is
-            logger.warning("%s; merging again from verified batches", exc)
-            remerge(self, plan)
-            stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"))
-        logger.info("Summary of %s: %s; final outputs in %s", self.plan.recipe.name,
-                    summary_line(stats), self.plan.layout.final)
+        if not split_is_complete(plan):
+            try:
+                stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"))
+            except DamagedMergeError as exc:  # rebuilt once from verified batches; never split as it is
+                logger.warning("%s; merging again from verified batches", exc)
+                remerge(self, plan)
+                stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"))
+            logger.info("Summary of %s: %s; final outputs in %s", plan.recipe.name, summary_line(stats),
+                        plan.layout.final)
+        if self.cleanup:
+            remove_intermediates(plan)
 
 
 class SummariseFiles(DatasetTask):
@@ -175,10 +198,10 @@ class Cleanup(DatasetTask):
     """Delete per-file outputs, batches and merged arrays (only those records list) once ``final/`` is verified."""
 
     def complete(self) -> bool:
-        return cleaned_up(self.plan)
+        return split_is_complete(self.plan) and not intermediates_left(self.plan)
 
     def run(self) -> None:
         plan = self.plan
-        freed = cleanup_files_flow(plan)
+        freed = remove_intermediates(plan)
         logger.info("Cleanup of %s removed %.1f MB of intermediates; final outputs in %s",
                     plan.recipe.name, freed / 2**20, plan.layout.final)

@@ -28,7 +28,7 @@ SUMMARY_END = "===== Luigi Execution Summary ====="
 
 def layout_of(task: DatasetTask) -> Layout:
     """The output layout of ``task``'s dataset (from its recipe only: no input discovery)."""
-    return Layout(load_recipe(task.recipe).output_dir)
+    return Layout.of(load_recipe(task.recipe))
 
 
 class RunWatch:
@@ -94,6 +94,8 @@ def _present(task: luigi.Task) -> None:
 def _started(task: DatasetTask) -> None:
     recipe = load_recipe(task.recipe)
     claim(recipe.output_dir, recipe.name)  # before anything is written there
+    if recipe.intermediate_dir:
+        claim(recipe.intermediate_dir, recipe.name)
     task.run_record = RunRecord(layout_of(task).monitor, task)
 
 
