@@ -25,7 +25,7 @@ import numpy as np
 from pipeline.engine.discovery import InputFile, refusal
 from pipeline.engine.plan import Batch, Plan
 from pipeline.engine.provenance import file_rows
-from pipeline.engine.storage import NpzWriter, atomic_open, file_checksum, read_json, save_npz, write_json
+from pipeline.engine.storage import NpzWriter, atomic_open, digest, file_checksum, read_json, save_npz, write_json
 from pipeline.errors import PipelineError
 from pipeline.kinds.base import BadInputError, FileResult, Kind, as_file_result, group_id
 
@@ -140,14 +140,29 @@ def _row_spec(arrays: dict[str, np.ndarray]) -> dict[str, tuple[str, tuple[int, 
 
 
 def _mismatch(relative: str, file_spec: dict, spec: dict) -> dict[str, Any]:
-    """The failure of a file whose rows or metadata differ from the batch's first file."""
+    """The failure of a file whose rows or metadata differ from the dataset's layout."""
     if file_spec["arrays"] != spec["arrays"]:
         return failure(relative, None, "RowShapeMismatch",
-                       f"rows {file_spec['arrays']} differ from the batch's {spec['arrays']}")
+                       f"rows {file_spec['arrays']} differ from the dataset's {spec['arrays']}")
     keys = sorted(k for k in {**spec["metadata"], **file_spec["metadata"]}
                   if spec["metadata"].get(k) != file_spec["metadata"].get(k))
     return failure(relative, None, "MetadataMismatch",
-                   f"metadata {', '.join(keys)} differs from the batch's first file (e.g. other columns in the header)")
+                   f"metadata {', '.join(keys)} differs from the dataset's (e.g. other columns in the header)")
+
+
+def choose_layout(layouts: list[dict[str, Any]]) -> str | None:
+    """The layout a dataset's rows take: the one most files have, then most rows, then the lowest digest.
+
+    ``layouts`` are a batch record's ``layouts`` entries (``digest``, ``files``, ``rows``),
+    of one batch or of all: the choice depends on the files only, never on which file sorts
+    first or how the files are batched.
+    """
+    totals: dict[str, list[int]] = {}
+    for entry in layouts:
+        total = totals.setdefault(entry["digest"], [0, 0])
+        total[0] += entry["files"]
+        total[1] += entry["rows"]
+    return min(totals, key=lambda d: (-totals[d][0], -totals[d][1], d)) if totals else None
 
 
 def failure_limit(max_failures: int | float, files: int) -> int:
@@ -170,8 +185,13 @@ def stop_the_run(plan: Plan, first: dict[str, Any]) -> str:
 
 
 def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold_bytes: int = 0,
-                checkpoint_s: float = 0.0) -> dict[str, Any]:
+                checkpoint_s: float = 0.0, dataset_layout: dict[str, Any] | None = None) -> dict[str, Any]:
     """Make every file output of ``batch`` and the batch file; return the batch record.
+
+    The batch takes the row layout (arrays and metadata) of ``dataset_layout`` (a ``layouts``
+    entry: the dataset's, see :func:`choose_layout`), or else its own files' choice; a file of another layout is
+    that file's failure. The record's ``layouts`` count the files and rows of each layout
+    so that the merge can choose the dataset's.
 
     Rows of up to ``hold_bytes`` stay in memory for writing the batch file; files beyond
     that budget are read back from their outputs, so memory stays bounded. Under
@@ -181,7 +201,7 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
     layout, recipe = plan.layout, plan.recipe
     stop = layout.stop_marker(plan.run_id)
     limit = failure_limit(recipe.max_failures, plan.file_count)
-    metas, spec, failures, held, held_bytes = [], None, [], [], 0
+    metas, specs, failures, held, held_bytes = [], {}, [], [], 0
     started = time.monotonic()
     for done, (file, fingerprint) in enumerate(zip(batch.files, batch.file_fingerprints, strict=True), start=1):
         if recipe.on_error == "fail" and stop.exists():
@@ -192,11 +212,9 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
         held.append(arrays if hold else None)
         held_bytes += size if hold else 0
         if arrays and meta["rows"]:
-            file_spec = {"arrays": _row_spec(arrays), "metadata": meta.get("metadata", {})}
-            spec = spec or file_spec
-            if file_spec != spec:
-                meta = {**meta, "rows": 0, "failed": True,
-                        "failures": meta["failures"] + [_mismatch(file.relative, file_spec, spec)]}
+            file_spec = json.loads(json.dumps({"arrays": _row_spec(arrays), "metadata": meta.get("metadata", {})}))
+            meta["layout"] = digest(file_spec)
+            specs.setdefault(meta["layout"], file_spec)
         failures.extend(meta["failures"])
         metas.append(meta)
         for retried in (f for f in meta["failures"] if f.get("retry") == "code error"):
@@ -210,6 +228,15 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
                              f"allows ({limit} of {plan.file_count}); last: {describe(failures[-1])}")
         if progress:
             progress(done, len(batch.files), len(failures), records=sum(m["records"] for m in metas))
+    layouts = [{"digest": key, "spec": spec, "files": sum(m.get("layout") == key for m in metas),
+                "rows": sum(m["rows"] for m in metas if m.get("layout") == key)} for key, spec in sorted(specs.items())]
+    layout_key = dataset_layout["digest"] if dataset_layout else choose_layout(layouts)
+    spec = dataset_layout["spec"] if dataset_layout else specs.get(layout_key)
+    for index, meta in enumerate(metas):
+        if meta.get("layout") not in (None, layout_key):
+            mismatch = _mismatch(meta["file"], specs[meta["layout"]], spec)
+            metas[index] = {**meta, "rows": 0, "failed": True, "failures": [*meta["failures"], mismatch]}
+            failures.append(mismatch)
     rows = sum(meta["rows"] for meta in metas)
     arrays_spec = spec["arrays"] if spec else {}
     path = layout.batch(batch.index)
@@ -223,6 +250,8 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
         "rows": rows,
         "arrays": {name: {"dtype": dtype, "shape": list(shape)} for name, (dtype, shape) in arrays_spec.items()},
         "metadata": spec["metadata"] if spec else {},
+        "layout": layout_key if spec else None,
+        "layouts": layouts,
         "files": len(metas),
         "file_rows": file_rows([file.relative for file in batch.files], [meta["rows"] for meta in metas]),
         "files_failed": sum(meta["failed"] for meta in metas),
@@ -297,6 +326,21 @@ def summary_line(summary: dict[str, Any]) -> str:
             f"{summary['records']['failed']} bad records; failures by reason: {reasons}; "
             + (f"tried again next run (not bad input): {retry}; " if retry else "") +
             f"{processing['seconds']:.1f} s processing" + (f", {rate} files/s" if rate else ""))
+
+
+def dataset_layout(plan: Plan) -> dict[str, Any] | None:
+    """The dataset's row layout chosen over every batch's files (:func:`choose_layout`), or None without rows."""
+    entries = [entry for record in batch_records(plan) for entry in record.get("layouts", [])]
+    chosen = choose_layout(entries)
+    return next((entry for entry in entries if entry["digest"] == chosen), None)
+
+
+def batches_off_layout(plan: Plan, layout: dict[str, Any] | None) -> list[Batch]:
+    """Batches whose rows took another layout than the dataset's: rebuilt with the dataset's."""
+    if layout is None:
+        return []
+    return [batch for batch, record in zip(plan.batches, batch_records(plan), strict=True)
+            if record.get("layout") not in (None, layout["digest"])]
 
 
 def batch_checksums(plan: Plan) -> list[str | None]:

@@ -15,7 +15,9 @@ from pipeline.config import processing, streaming
 from pipeline.engine.batches import (
     batch_is_complete,
     batch_records,
+    batches_off_layout,
     build_batch,
+    dataset_layout,
     summarise,
     summary_line,
     verify_batch,
@@ -114,14 +116,20 @@ class MergeBatches(DatasetTask):
 def remerge(task: luigi.Task, plan: Plan) -> None:
     """Verify every batch by checksum, rebuild the damaged or missing ones alone, then merge.
 
-    Rebuilt here, not yielded as ProcessBatch: the scheduler ignores a task that turns
-    incomplete within seconds of being reported done (stable_done_cooldown_secs).
+    A batch whose rows took another layout than the dataset's (most files agree on it) is
+    rebuilt with the dataset's, from its files' outputs: the outcome never depends on how
+    files are batched. Rebuilt here, not yielded as ProcessBatch: the scheduler ignores a
+    task that turns incomplete within seconds of being reported done (stable_done_cooldown_secs).
     """
     for batch in plan.batches:
         problem = verify_batch(plan, batch)
         if problem:
             logger.warning("batch %d is corrupt or missing (%s); rebuilding it alone", batch.index, problem)
             build_batch(plan, batch, TaskProgress(task, f"files of batch {batch.index}"), **batch_settings())
+    layout = dataset_layout(plan)
+    for batch in batches_off_layout(plan, layout):
+        build_batch(plan, batch, TaskProgress(task, f"files of batch {batch.index}"), **batch_settings(),
+                    dataset_layout=layout)
     merge_batches(plan, streaming().chunk_bytes, TaskProgress(task, "arrays"))
 
 
