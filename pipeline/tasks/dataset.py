@@ -7,11 +7,11 @@ Every stage runs alone, e.g. ``luigi --module pipeline MergeBatches --recipe R``
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import luigi
 
+from pipeline import upkeep
 from pipeline.config import processing, streaming
 from pipeline.engine.batches import (
     batch_is_complete,
@@ -25,8 +25,7 @@ from pipeline.engine.merge import merge_batches, merge_is_complete
 from pipeline.engine.plan import Plan, plan_for
 from pipeline.engine.progress import TaskProgress
 from pipeline.engine.split import split_dataset, split_is_complete
-from pipeline.engine.status import dataset_status, status_report
-from pipeline.engine.storage import read_json, remove_stale_temps, write_json
+from pipeline.engine.storage import remove_stale_temps, write_json
 from pipeline.engine.targets import CheckedTarget
 from pipeline.errors import PipelineError
 from pipeline.recipe import load_recipe
@@ -132,7 +131,7 @@ class SummariseFiles(DatasetTask):
 
     def output(self) -> CheckedTarget:
         plan = self.plan
-        return CheckedTarget(plan.layout.stats, lambda: summary_is_complete(plan))
+        return CheckedTarget(plan.layout.stats, lambda: upkeep.summary_is_complete(plan))
 
     def run(self) -> None:
         plan = self.plan
@@ -143,31 +142,26 @@ class SummariseFiles(DatasetTask):
         logger.info("Summary of %s: %s; outputs in %s", plan.recipe.name, summary_line(summary), plan.layout.files)
 
 
-def summary_is_complete(plan: Plan) -> bool:
-    return (read_json(plan.layout.stats) or {}).get("fingerprint") == plan.merge_fingerprint
-
-
 class Status(DatasetTask):
-    """Print what is up to date, stale and missing (to stdout); builds and writes nothing."""
+    """Print what is up to date, stale and missing (to stdout), for any flow; builds and writes nothing.
+
+    ``python -m pipeline status RECIPE`` prints the same without a scheduler.
+    """
 
     def complete(self) -> bool:
         return False
 
     def run(self) -> None:
-        print(status_report(dataset_status(self.plan)), flush=True)
+        print("\n".join(upkeep.status(load_recipe(self.recipe)).lines), flush=True)
 
 
 class Cleanup(DatasetTask):
-    """Delete per-file outputs, batches and merged arrays once ``final/`` is complete and verified."""
+    """Delete the flow's intermediates once its final outputs are complete (``python -m pipeline cleanup``)."""
 
     def complete(self) -> bool:
-        layout = self.plan.layout
-        leftovers = (layout.files, layout.intermediate, layout.merged)
-        return split_is_complete(self.plan) and not any(folder.exists() for folder in leftovers)
+        complete, removables = upkeep.intermediates(load_recipe(self.recipe))
+        return complete and not removables
 
     def run(self) -> None:
-        plan = self.plan
-        if not split_is_complete(plan):
-            raise PipelineError(f"{plan.layout.final} is missing or stale: run BuildDataset before Cleanup")
-        for folder in (plan.layout.files, plan.layout.intermediate, plan.layout.merged):
-            shutil.rmtree(folder, ignore_errors=True)
+        for line in upkeep.cleanup_lines(upkeep.cleanup(load_recipe(self.recipe))):
+            logger.info("Cleanup: %s", line)
