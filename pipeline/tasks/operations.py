@@ -6,14 +6,21 @@ Every :class:`DatasetTask` (whatever its flow) gets, through Luigi's events:
   starts and closed with its duration and peak RSS when it succeeds or fails;
 - in the main process: a place in the run's terminal progress (engine/console.py), and
   at the end the report's path added to Luigi's execution summary.
+
+The main process also handles SIGINT and SIGTERM (pipeline/interrupts.py) from its first
+scheduled task on, unless ``python -m pipeline`` already does: for ``luigi --module pipeline``,
+an interrupted run then ends with the same one line and exit code, from ``sys.excepthook``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 import luigi
 
+from pipeline import interrupts
 from pipeline.config import progress
 from pipeline.engine.console import RunConsole
 from pipeline.engine.layout import Layout, claim
@@ -36,6 +43,8 @@ class RunWatch:
     def __init__(self) -> None:
         self.console: RunConsole | None = None
         self.layouts: dict[str, Layout] = {}
+        self.excepthook = None
+        """``sys.excepthook`` as it was before this run replaced it (None: not replaced)."""
 
     def scheduled(self, task: luigi.Task) -> None:
         """``task`` is incomplete and will run: count it in the progress."""
@@ -44,6 +53,8 @@ class RunWatch:
         if self.console is None:
             config = progress()
             self.console = RunConsole(config.console, config.refresh_s, config.log_every_s)
+            if interrupts.install():
+                self.excepthook, sys.excepthook = sys.excepthook, self.uncaught
         layout = self.layouts.setdefault(task.recipe, layout_of(task))
         self.console.watch(task.task_id, layout.monitor / f"{task.task_id}.json")
 
@@ -61,7 +72,24 @@ class RunWatch:
         lines = [f"Report: {layout.report / 'report.md'}" for layout in self.layouts.values()
                  if (layout.report / "report.md").is_file()]
         self.console, self.layouts = None, {}
+        if self.excepthook:
+            interrupts.restore()
+            sys.excepthook, self.excepthook = self.excepthook, None
         return lines
+
+    def stopped(self, stop: interrupts.Interrupted) -> str:
+        """End the run's console after a signal; the line saying how far the run got."""
+        snap = self.console.snapshot() if self.console else None
+        self.finish()
+        return interrupts.message(stop, snap.tasks_done if snap else 0, snap.tasks_total if snap else 0)
+
+    def uncaught(self, kind, value, traceback) -> None:
+        """``sys.excepthook`` of a ``luigi --module pipeline`` run: a signal ends it in one line with its code."""
+        if not isinstance(value, interrupts.Interrupted):
+            return self.excepthook(kind, value, traceback)
+        print(self.stopped(value), file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(value.code)  # the code of the signal, which Python's own exit would not give for SIGTERM
 
 
 WATCH = RunWatch()
