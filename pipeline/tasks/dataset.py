@@ -21,6 +21,7 @@ from pipeline.engine.batches import (
     summary_line,
     verify_batch,
 )
+from pipeline.engine.explain import check_splits, split_rows
 from pipeline.engine.merge import merge_batches, merge_is_complete
 from pipeline.engine.plan import Plan, plan_for
 from pipeline.engine.progress import TaskProgress
@@ -118,6 +119,7 @@ class SplitDataset(DatasetTask):
 
     def run(self) -> None:
         remove_stale_temps(self.plan.layout.root)
+        check_splits(self.plan, split_rows(self.plan, streaming().chunk_bytes), logger.warning)
         stats = split_dataset(self.plan, streaming().chunk_bytes, TaskProgress(self, "outputs"))
         logger.info("Summary of %s: %s; final outputs in %s", self.plan.recipe.name,
                     summary_line(stats), self.plan.layout.final)
