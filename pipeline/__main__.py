@@ -117,13 +117,11 @@ def command(name: str, args: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    interrupts.install()
     args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return command(args[0], args[1:]) if args and args[0] in COMMANDS else build(args)
-    except interrupts.Interrupted as stop:
-        print(WATCH.stopped(stop), file=sys.stderr, flush=True)
-        return stop.code
+    if args and args[0] in COMMANDS:
+        return command(args[0], args[1:])
+    interrupts.install(WATCH.halt)
+    return build(args)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """Stopping a run on SIGINT or SIGTERM: every worker process stops, the run stays resumable, one line says so.
 
-In the main process the signal becomes :class:`Interrupted`, a KeyboardInterrupt, which Luigi lets
-through: on its way out Luigi's worker terminates every task process and their children. A task
-process (Luigi forks one per task when ``--workers`` > 1) exits at once, silently, with the
-signal's exit code: every output is written under a temporary name and renamed into place, and
-each stage's record is written last, so what it leaves is ignored and redone by the next run.
+The main process, on the first signal, terminates every process it started (Luigi's task
+processes and what they run, e.g. a command kind's program), prints how far the run got and
+exits with the signal's code (130, 143). It does this in the handler itself rather than
+raising KeyboardInterrupt, which Luigi's in-process scheduler and event callbacks may swallow.
+A task process exits at once, silently, with the same code. Nothing is lost: every output is
+written under a temporary name and renamed into place, and each stage's record is written
+last, so whatever a stopped task leaves is ignored (and its temporary files removed) by the
+next run, which resumes from the completed outputs.
 """
 
 from __future__ import annotations
@@ -12,35 +15,32 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
+
+import psutil
 
 from pipeline.exitcodes import interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+GRACE_S = 5.0
+"""Seconds a terminated process has to exit before it is killed."""
 _previous: dict[int, object] = {}
 """The handlers :func:`install` replaced (empty: not installed)."""
 
-
-class Interrupted(KeyboardInterrupt):
-    """The run was stopped by a signal (``signum``); ``code`` is its exit code."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-        self.code = interrupted(signum)
+Progress = Callable[[], tuple[int, int, str]]
+"""Tasks done and scheduled in this run, and what to write before the line (erasing a progress bar)."""
 
 
-def install() -> bool:
+def install(progress: Progress) -> bool:
     """Handle SIGINT and SIGTERM as above; False (and nothing done) when already installed or not the main thread."""
     if _previous or threading.current_thread() is not threading.main_thread():
         return False
-    main, stopping = os.getpid(), []
+    main = os.getpid()
 
     def handle(signum: int, _frame) -> None:
         if os.getpid() != main:
             os._exit(interrupted(signum))  # a task process: the main process reports the interruption
-        if not stopping:  # a second signal must not cut short the stopping of the workers
-            stopping.append(signum)
-            raise Interrupted(signum)
+        stop(signum, progress)
 
     _previous.update({number: signal.signal(number, handle) for number in SIGNALS})
     return True
@@ -53,7 +53,28 @@ def restore() -> None:
     _previous.clear()
 
 
-def message(stop: Interrupted, done: int, total: int) -> str:
+def stop(signum: int, progress: Progress) -> None:
+    """Terminate every descendant process, print one line, exit with the signal's code."""
+    for number in SIGNALS:  # a second signal must not cut this short
+        signal.signal(number, signal.SIG_IGN)
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(children, timeout=GRACE_S)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            continue
+    done, total, erase = progress()
+    os.write(2, f"{erase}{message(signum, done, total)}\n".encode())
+    os._exit(interrupted(signum))
+
+
+def message(signum: int, done: int, total: int) -> str:
     """The one line an interrupted run prints."""
-    return (f"interrupted by {signal.Signals(stop.signum).name} after {done} of {total} tasks of this run; "
+    return (f"interrupted by {signal.Signals(signum).name} after {done} of {total} tasks of this run; "
             "run the same command to resume")

@@ -8,17 +8,16 @@ Every :class:`DatasetTask` (whatever its flow) gets, through Luigi's events:
   at the end the report's path added to Luigi's execution summary.
 
 The main process also handles SIGINT and SIGTERM (pipeline/interrupts.py) from its first
-scheduled task on, unless ``python -m pipeline`` already does: for ``luigi --module pipeline``,
-an interrupted run then ends with the same one line and exit code, from ``sys.excepthook``.
+scheduled task on when the run comes from a command line and ``python -m pipeline`` does not
+already, so that ``luigi --module pipeline`` stops the same way.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
 
 import luigi
+import luigi.cmdline_parser
 
 from pipeline import interrupts
 from pipeline.config import progress
@@ -43,8 +42,8 @@ class RunWatch:
     def __init__(self) -> None:
         self.console: RunConsole | None = None
         self.layouts: dict[str, Layout] = {}
-        self.excepthook = None
-        """``sys.excepthook`` as it was before this run replaced it (None: not replaced)."""
+        self.signals = False
+        """Whether this run installed the signal handlers (and so restores them)."""
 
     def scheduled(self, task: luigi.Task) -> None:
         """``task`` is incomplete and will run: count it in the progress."""
@@ -53,8 +52,8 @@ class RunWatch:
         if self.console is None:
             config = progress()
             self.console = RunConsole(config.console, config.refresh_s, config.log_every_s)
-            if interrupts.install():
-                self.excepthook, sys.excepthook = sys.excepthook, self.uncaught
+            if luigi.cmdline_parser.CmdlineParser.get_instance():  # a command line's run, not luigi.build's
+                self.signals = interrupts.install(self.halt)
         layout = self.layouts.setdefault(task.recipe, layout_of(task))
         self.console.watch(task.task_id, layout.monitor / f"{task.task_id}.json")
 
@@ -72,24 +71,17 @@ class RunWatch:
         lines = [f"Report: {layout.report / 'report.md'}" for layout in self.layouts.values()
                  if (layout.report / "report.md").is_file()]
         self.console, self.layouts = None, {}
-        if self.excepthook:
+        if self.signals:
             interrupts.restore()
-            sys.excepthook, self.excepthook = self.excepthook, None
+            self.signals = False
         return lines
 
-    def stopped(self, stop: interrupts.Interrupted) -> str:
-        """End the run's console after a signal; the line saying how far the run got."""
-        snap = self.console.snapshot() if self.console else None
-        self.finish()
-        return interrupts.message(stop, snap.tasks_done if snap else 0, snap.tasks_total if snap else 0)
-
-    def uncaught(self, kind, value, traceback) -> None:
-        """``sys.excepthook`` of a ``luigi --module pipeline`` run: a signal ends it in one line with its code."""
-        if not isinstance(value, interrupts.Interrupted):
-            return self.excepthook(kind, value, traceback)
-        print(self.stopped(value), file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(value.code)  # the code of the signal, which Python's own exit would not give for SIGTERM
+    def halt(self) -> tuple[int, int, str]:
+        """After a signal: stop redrawing; tasks done and scheduled, and what erases the bar (see interrupts.py)."""
+        if not self.console:
+            return 0, 0, ""
+        snap = self.console.snapshot()
+        return snap.tasks_done, snap.tasks_total, self.console.halt()
 
 
 WATCH = RunWatch()
