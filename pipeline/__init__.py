@@ -1,12 +1,14 @@
 """Luigi batch pipeline turning folders of raw data files into ML-ready datasets.
 
 ``luigi --module pipeline BuildDataset --recipe recipe.toml`` imports this package,
-which exposes the tasks and makes recipe errors print as one clear line.
+which exposes the tasks, makes recipe errors print as one clear line and gives Luigi the
+project's exit codes (``[retcode]``) wherever the command starts, unless a config file sets them.
 """
 
 import logging
 
 from pipeline.errors import PipelineError
+from pipeline.exitcodes import set_retcode_defaults
 from pipeline.tasks import *  # noqa: F403 - the tasks are what `luigi --module pipeline` looks for
 from pipeline.tasks import __all__  # noqa: F401 - re-exported
 
@@ -22,3 +24,4 @@ class _ClearErrors(logging.Filter):
 
 
 logging.getLogger("luigi-interface").addFilter(_ClearErrors())
+set_retcode_defaults()

@@ -1,19 +1,30 @@
-"""``python -m pipeline <Task> --recipe R [luigi options]``: Luigi's command, with workers resolved first.
+"""``python -m pipeline <Task> --recipe R [luigi options]``, and ``python -m pipeline status|cleanup RECIPE``.
 
-The same as ``luigi --module pipeline <Task> ...``, except that the number of worker
-processes comes from ``--workers`` or else ``[processing] workers`` (luigi.cfg), is refused
-when 0 or negative and capped to the CPU count with a warning. Luigi's exit codes
-(``[retcode]`` in luigi.cfg) and its process lock apply unchanged.
+``<Task>`` is Luigi's command (``luigi --module pipeline <Task> ...``), except that the number
+of worker processes comes from ``--workers`` or else ``[processing] workers`` (luigi.cfg), is
+refused when 0 or negative and capped to the CPU count with a warning; a ``BuildDataset``
+that completes while input files failed exits 5; SIGINT and SIGTERM stop every worker and
+exit 130 and 143 with one line. ``status`` and ``cleanup`` need no scheduler. Every exit code
+is in pipeline/exitcodes.py and docs/operations.md.
 """
 
 from __future__ import annotations
 
 import sys
 
+import luigi.cmdline_parser
 import luigi.retcodes
 
+from pipeline import exitcodes, interrupts, upkeep
 from pipeline.config import processing
 from pipeline.engine.resources import WorkersError, resolve_workers
+from pipeline.errors import PipelineError
+from pipeline.recipe import Recipe, load_recipe
+from pipeline.tasks import BuildDataset
+from pipeline.tasks.operations import WATCH
+
+HELP = {"--help", "--help-all"}
+USAGE = "usage: python -m pipeline status|cleanup RECIPE, or python -m pipeline <Task> --recipe RECIPE [luigi options]"
 
 
 def split_workers(argv: list[str]) -> tuple[list[str], int | None]:
@@ -31,16 +42,89 @@ def split_workers(argv: list[str]) -> tuple[list[str], int | None]:
     return rest, workers
 
 
-def main(argv: list[str] | None = None) -> None:
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def skipped_files_code(argv: list[str]) -> int:
+    """:data:`exitcodes.SKIPPED_FILES` when ``argv`` built a dataset whose input files partly failed, else 0."""
+    with luigi.cmdline_parser.CmdlineParser.global_instance(argv) as command:
+        task = command.get_task_obj()
+    if not isinstance(task, BuildDataset):
+        return exitcodes.SUCCESS
+    recipe = load_recipe(task.recipe)
+    skipped = upkeep.skipped_inputs(recipe)
+    if not skipped:
+        return exitcodes.SUCCESS
+    what = "frames" if recipe.kind.flow == "ptv" else "input files"
+    warn(f"{recipe.name} is built, but {skipped} {what} failed and were left out (see the run report); "
+         f"exit code {exitcodes.SKIPPED_FILES}")
+    return exitcodes.SKIPPED_FILES
+
+
+def build(argv: list[str]) -> int:
+    """Run Luigi's command with the workers resolved; its exit code (see the module's docstring)."""
     try:
-        rest, requested = split_workers(list(sys.argv[1:] if argv is None else argv))
-        workers = resolve_workers(requested, processing().workers,
-                                  warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+        rest, requested = split_workers(argv)
+        workers = resolve_workers(requested, processing().workers, warn=warn)
     except WorkersError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    luigi.retcodes.run_with_retcodes(["--module", "pipeline", *rest, "--workers", str(workers)])
+        return exitcodes.USAGE
+    argv = ["--module", "pipeline", *rest, "--workers", str(workers)]
+    try:
+        luigi.retcodes.run_with_retcodes(argv)
+    except SystemExit as done:
+        if isinstance(done.code, str):  # Luigi's "No task specified"
+            print(f"error: {done.code}; {USAGE}", file=sys.stderr)
+            return exitcodes.USAGE
+        if done.code or HELP.intersection(argv):
+            return done.code or exitcodes.SUCCESS
+    return skipped_files_code(argv)
+
+
+def show_status(recipe: Recipe, verify: bool = False) -> int:
+    """Print each stage's state; 0 when the build is complete, :data:`exitcodes.NOT_BUILT` when not."""
+    state = upkeep.status(recipe, verify)
+    print("\n".join(state.lines), flush=True)
+    return exitcodes.SUCCESS if state.built else exitcodes.NOT_BUILT
+
+
+def run_cleanup(recipe: Recipe) -> int:
+    """Remove the intermediates and say what and how many bytes; :data:`exitcodes.NOT_BUILT` when refused."""
+    try:
+        removed = upkeep.cleanup(recipe)
+    except upkeep.NotBuiltError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exitcodes.NOT_BUILT
+    print("\n".join(upkeep.cleanup_lines(removed)), flush=True)
+    return exitcodes.SUCCESS
+
+
+COMMANDS = {"status": show_status, "cleanup": run_cleanup}
+"""The plain commands: they read the outputs' records and need no scheduler."""
+
+
+def command(name: str, args: list[str]) -> int:
+    """``python -m pipeline status|cleanup RECIPE`` (``status`` also takes ``--verify``)."""
+    verify = name == "status" and "--verify" in args
+    args = [arg for arg in args if not (verify and arg == "--verify")]
+    if len(args) != 1 or args[0].startswith("-"):
+        print(f"error: {name} takes one argument, the recipe; {USAGE}", file=sys.stderr)
+        return exitcodes.USAGE
+    try:
+        return show_status(load_recipe(args[0]), verify) if verify else COMMANDS[name](load_recipe(args[0]))
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in COMMANDS:
+        return command(args[0], args[1:])
+    interrupts.install(WATCH.halt)
+    return build(args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

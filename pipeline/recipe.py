@@ -200,6 +200,10 @@ def _load(path: str, stamp: tuple[int, int]) -> Recipe:
         data = toml.load(path)
     except toml.TomlDecodeError as exc:
         raise RecipeError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a recipe: a recipe is a UTF-8 TOML text file, this one is binary") from None
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe: {exc.strerror}; a recipe is a TOML file") from None
     return parse_recipe(Path(path), data)
 
 

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-HEX = ROOT.parent / "shared" / "data" / "hex"
+HEX = SHARED_DATA / "hex"
 TESTS = Path(__file__).resolve().parent
 
 

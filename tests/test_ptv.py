@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import SHARED_DATA
 
 from pipeline.kinds.ptv import ExperimentError, make_plan, split_frames
 from pipeline.recipe import RecipeError, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "ptv"
+DATA = SHARED_DATA / "ptv"
 CAVITY = DATA / "test_cavity"
 REFERENCE = DATA / "test_cavity_reference_outputs"
 TRACK = DATA / "track"

@@ -135,6 +135,11 @@ class RunConsole:
         while not self._stop.wait(wait):
             self._draw()
 
+    def halt(self) -> str:
+        """Stop redrawing at once (the process is about to exit); what erases the bar, if one is drawn."""
+        self._stop.set()
+        return "\r\033[K" if self.mode == "bar" and self._drawn else ""
+
     def stop(self) -> None:
         """Stop redrawing and show the final state once (a finished bar ends its line)."""
         if self._thread is None:

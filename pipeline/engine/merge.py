@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pipeline.engine.batches import batch_checksums, batch_records, summarise
+from pipeline.engine.explain import no_rows_message
 from pipeline.engine.plan import Plan
 from pipeline.engine.records import current_record, damaged, read_record, write_record
 from pipeline.engine.storage import iter_npz_member, write_json, write_npy
@@ -36,7 +37,7 @@ def merge_batches(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
     records = batch_records(plan)
     with_rows = [(batch, record) for batch, record in zip(plan.batches, records, strict=True) if record["rows"]]
     if not with_rows:
-        raise MergeError(f"no rows: all {plan.file_count} input files failed or were empty")
+        raise MergeError(no_rows_message(plan, records))
     spec, metadata = with_rows[0][1]["arrays"], with_rows[0][1].get("metadata", {})
     for batch, record in with_rows:
         if record["arrays"] != spec:

@@ -76,22 +76,21 @@ def dataset_status(plan: Plan, verify: bool = False) -> dict[str, Any]:
 
 
 def status_report(status: dict[str, Any]) -> str:
-    """A few human lines: counts per state, then the batches that need work and any damage found."""
+    """A few human lines: counts per state, the batches that need work, merged and final (when given), damage."""
     counts = ", ".join(f"{n} {state}" for state, n in sorted(status["batches"].items()))
     todo = [str(i) for i, state in status["batch_states"].items() if state != "up to date"]
     lines = [
         f"dataset {status['dataset']}: {status['files']} input files in {len(status['batch_states'])} batches",
         f"batches: {counts or 'none'}" + (f" (to build: {', '.join(todo[:20])}{' …' if len(todo) > 20 else ''})"
                                           if todo else ""),
-        f"merged: {status['merged']}",
-        f"final: {status['final']}",
+        *(f"{stage}: {status[stage]}" for stage in ("merged", "final") if stage in status),
     ]
     if status["orphan_batches"]:
         lines.append(f"{status['orphan_batches']} batch files belong to no current batch (left by an earlier layout)")
-    lines += [f"damaged: {problem}" for problem in status["damage"]]
-    if status["damage"]:
+    lines += [f"damaged: {problem}" for problem in status.get("damage", [])]
+    if status.get("damage"):
         lines.append("run BuildDataset to rebuild what is damaged (and only that)")
-    elif status["verified"]:
+    elif status.get("verified"):
         lines.append("every checksum verified")
     return "\n".join(lines)
 

@@ -14,16 +14,20 @@ the parameters exactly as pyptv does.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.engine.storage import digest, file_checksum
 from pipeline.errors import PipelineError
 from pipeline.kinds.base import Kind, Setting
+
+if TYPE_CHECKING:
+    from pipeline.recipe import Recipe
 
 KIND_VERSION = "1"
 MAX_CAMERAS = 4
@@ -370,6 +374,12 @@ def make_plan(input_dir: Path, output_dir: Path, settings: Mapping[str, Any], on
         chunks.append(Chunk(index, frames, prints, digest([on_error, list(prints.values())])))
     tracking = digest([experiment.fingerprint, [chunk.fingerprint for chunk in chunks]])
     return PtvPlan(experiment, PtvLayout(Path(output_dir)), tuple(chunks), on_error, tracking)
+
+
+@functools.lru_cache(maxsize=8)
+def recipe_plan(recipe: Recipe) -> PtvPlan:
+    """The validated plan of a ptv recipe, made once per process (Luigi's workers inherit it)."""
+    return make_plan(recipe.input_dir, recipe.output_dir, recipe.tables["ptv"], recipe.on_error)
 
 
 KIND = Kind(name="ptv", version=KIND_VERSION, read=None, flow="ptv", tables={"ptv": SETTINGS})

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import luigi
 
+from pipeline import upkeep
 from pipeline.config import processing, streaming
 from pipeline.engine.batches import (
     batch_is_complete,
@@ -23,12 +24,12 @@ from pipeline.engine.batches import (
     verify_batch,
 )
 from pipeline.engine.cleanup import batches_left, intermediates_left, remove_batches, remove_intermediates
+from pipeline.engine.explain import check_splits, split_rows
 from pipeline.engine.merge import merge_batches, merge_is_complete
 from pipeline.engine.plan import Plan, plan_for
 from pipeline.engine.progress import TaskProgress
 from pipeline.engine.split import DamagedMergeError, split_dataset, split_is_complete
-from pipeline.engine.status import dataset_status, status_report
-from pipeline.engine.storage import read_json, write_json
+from pipeline.engine.storage import write_json
 from pipeline.engine.targets import CheckedTarget
 from pipeline.errors import PipelineError
 from pipeline.recipe import load_recipe
@@ -152,6 +153,7 @@ class SplitDataset(DatasetTask):
     def run(self) -> None:
         plan = self.plan
         if not split_is_complete(plan):
+            check_splits(plan, split_rows(plan, streaming().chunk_bytes), logger.warning)
             try:
                 stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"))
             except DamagedMergeError as exc:  # rebuilt once from verified batches; never split as it is
@@ -172,7 +174,7 @@ class SummariseFiles(DatasetTask):
 
     def output(self) -> CheckedTarget:
         plan = self.plan
-        return CheckedTarget(plan.layout.stats, lambda: summary_is_complete(plan))
+        return CheckedTarget(plan.layout.stats, lambda: upkeep.summary_is_complete(plan))
 
     def run(self) -> None:
         plan = self.plan
@@ -182,15 +184,12 @@ class SummariseFiles(DatasetTask):
         logger.info("Summary of %s: %s; outputs in %s", plan.recipe.name, summary_line(summary), plan.layout.files)
 
 
-def summary_is_complete(plan: Plan) -> bool:
-    return (read_json(plan.layout.stats) or {}).get("fingerprint") == plan.merge_fingerprint
-
-
 class Status(DatasetTask):
-    """Print what is up to date, stale and missing (to stdout); builds nothing.
+    """Print what is up to date, stale, missing and damaged (to stdout), for any flow; builds nothing.
 
     ``--verify`` reads every checksum too and names each damaged output; the stage record
     of a damaged output is marked so that the next BuildDataset rebuilds that stage.
+    ``python -m pipeline status RECIPE [--verify]`` prints the same without a scheduler.
     """
 
     verify = luigi.BoolParameter(description="read every output and compare it with its recorded checksum")
@@ -199,17 +198,17 @@ class Status(DatasetTask):
         return False
 
     def run(self) -> None:
-        print(status_report(dataset_status(self.plan, self.verify)), flush=True)
+        print("\n".join(upkeep.status(load_recipe(self.recipe), self.verify).lines), flush=True)
 
 
 class Cleanup(DatasetTask):
-    """Delete per-file outputs, batches and merged arrays (only those records list) once ``final/`` is verified."""
+    """Delete the flow's intermediates (only files its records list) once its final outputs are complete
+    and verified (``python -m pipeline cleanup``)."""
 
     def complete(self) -> bool:
-        return split_is_complete(self.plan) and not intermediates_left(self.plan)
+        complete, removables = upkeep.intermediates(load_recipe(self.recipe))
+        return complete and not removables
 
     def run(self) -> None:
-        plan = self.plan
-        freed = remove_intermediates(plan)
-        logger.info("Cleanup of %s removed %.1f MB of intermediates; final outputs in %s",
-                    plan.recipe.name, freed / 2**20, plan.layout.final)
+        for line in upkeep.cleanup_lines(upkeep.cleanup(load_recipe(self.recipe))):
+            logger.info("Cleanup: %s", line)

@@ -6,6 +6,10 @@ Every :class:`DatasetTask` (whatever its flow) gets, through Luigi's events:
   starts and closed with its duration and peak RSS when it succeeds or fails;
 - in the main process: a place in the run's terminal progress (engine/console.py), and
   at the end the report's path added to Luigi's execution summary.
+
+The main process also handles SIGINT and SIGTERM (pipeline/interrupts.py) from its first
+scheduled task on when the run comes from a command line and ``python -m pipeline`` does not
+already, so that ``luigi --module pipeline`` stops the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import logging
 
 import luigi
+import luigi.cmdline_parser
 
+from pipeline import interrupts
 from pipeline.config import progress
 from pipeline.engine.console import RunConsole
 from pipeline.engine.layout import Layout, claim
@@ -37,6 +43,8 @@ class RunWatch:
     def __init__(self) -> None:
         self.console: RunConsole | None = None
         self.layouts: dict[str, Layout] = {}
+        self.signals = False
+        """Whether this run installed the signal handlers (and so restores them)."""
 
     def scheduled(self, task: luigi.Task) -> None:
         """``task`` is incomplete and will run: count it in the progress."""
@@ -45,6 +53,8 @@ class RunWatch:
         if self.console is None:
             config = progress()
             self.console = RunConsole(config.console, config.refresh_s, config.log_every_s)
+            if luigi.cmdline_parser.CmdlineParser.get_instance():  # a command line's run, not luigi.build's
+                self.signals = interrupts.install(self.halt)
         layout = self._layout(task)
         self.console.watch(task.task_id, layout.monitor / f"{task.task_id}.json")
 
@@ -72,7 +82,17 @@ class RunWatch:
         lines = [f"Report: {layout.report / 'report.md'}" for layout in self.layouts.values()
                  if (layout.report / "report.md").is_file()]
         self.console, self.layouts = None, {}
+        if self.signals:
+            interrupts.restore()
+            self.signals = False
         return lines
+
+    def halt(self) -> tuple[int, int, str]:
+        """After a signal: stop redrawing; tasks done and scheduled, and what erases the bar (see interrupts.py)."""
+        if not self.console:
+            return 0, 0, ""
+        snap = self.console.snapshot()
+        return snap.tasks_done, snap.tasks_total, self.console.halt()
 
 
 WATCH = RunWatch()

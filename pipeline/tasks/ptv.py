@@ -6,23 +6,15 @@ Each task is thin: it wires the plan's chunk to its record and calls the kind's 
 
 from __future__ import annotations
 
-import functools
-
 import luigi
 
 from pipeline.engine.progress import TaskProgress
 from pipeline.engine.targets import CheckedTarget
 from pipeline.errors import PipelineError
-from pipeline.kinds.ptv import PtvPlan, make_plan
+from pipeline.kinds.ptv import PtvPlan, recipe_plan
 from pipeline.kinds.ptv_engine import chunk_is_complete, run_chunk, track, tracking_is_complete
-from pipeline.recipe import Recipe, load_recipe
+from pipeline.recipe import load_recipe
 from pipeline.tasks.dataset import DatasetTask
-
-
-@functools.lru_cache(maxsize=8)
-def ptv_plan(recipe: Recipe) -> PtvPlan:
-    """The validated plan of a ptv recipe, made once per process (Luigi's workers inherit it)."""
-    return make_plan(recipe.input_dir, recipe.output_dir, recipe.tables["ptv"], recipe.on_error)
 
 
 class PtvTask(DatasetTask):
@@ -35,7 +27,7 @@ class PtvTask(DatasetTask):
 
     @property
     def ptv(self) -> PtvPlan:
-        return ptv_plan(load_recipe(self.recipe))
+        return recipe_plan(load_recipe(self.recipe))
 
     def valid_plan(self) -> PtvPlan | None:
         try:

@@ -1,0 +1,66 @@
+"""Errors that say why: the top failure reasons when no rows result, and empty splits named before writing."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from pipeline.engine.batches import describe
+from pipeline.engine.layout import SPLITS
+from pipeline.engine.plan import Plan
+from pipeline.engine.split import assign_splits
+from pipeline.engine.storage import iter_npy
+from pipeline.errors import PipelineError
+
+TOP_REASONS = 5
+
+
+class EmptySplitError(PipelineError):
+    """The train split would hold no rows."""
+
+
+def no_rows_message(plan: Plan, records: list[dict[str, Any]], top: int = TOP_REASONS) -> str:
+    """Why no rows resulted: the input folder and pattern, then the top failure reasons, each with its first example."""
+    recipe = plan.recipe
+    where = f"under {recipe.input_dir} matching {recipe.pattern!r}"
+    if not plan.file_count:
+        return f"no rows: no input files {where}; check [dataset] input_dir and pattern"
+    failures = [failure for record in records for failure in record["failures"]]
+    failed = sum(record["files_failed"] for record in records)
+    head = (f"no rows: all {failed} input files {where} failed" if failed == plan.file_count else
+            f"no rows: {failed} of {plan.file_count} input files {where} failed, the others gave no rows")
+    if not failures:
+        return head + " (nothing was recorded as failing: are the files empty?)"
+    reasons = collections.Counter(failure["error"] for failure in failures)
+    first: dict[str, dict] = {}
+    for failure in failures:
+        first.setdefault(failure["error"], failure)
+    lines = [f"{head}; top reasons:"]
+    lines += [f"  {count} × {reason}, first: {describe(first[reason])}" for reason, count in reasons.most_common(top)]
+    if len(reasons) > top:
+        lines.append(f"  and {len(reasons) - top} other reasons ({plan.layout.intermediate}/batch_*.json lists all)")
+    return "\n".join(lines)
+
+
+def split_rows(plan: Plan, chunk_bytes: int) -> dict[str, int]:
+    """Rows per split that the merged groups will give, read in chunks of about ``chunk_bytes``."""
+    counts = np.zeros(len(SPLITS), dtype=np.int64)
+    for groups in iter_npy(plan.layout.merged_array("group"), max(1, chunk_bytes // 16)):  # id and hash: 16 B
+        counts += np.bincount(assign_splits(groups, plan.recipe.split), minlength=len(SPLITS))
+    return {split: int(counts[i]) for i, split in enumerate(SPLITS)}
+
+
+def check_splits(plan: Plan, rows: dict[str, int], warn: Callable[[str], None]) -> None:
+    """An empty train split is an error; an empty val or test split (with a fraction above 0) is a warning."""
+    settings, total = plan.recipe.split, sum(rows.values())
+    for split in SPLITS:
+        if rows[split] or not settings[split]:
+            continue
+        message = (f"split {split!r} of {plan.recipe.name} is empty: its fraction {settings[split]:g} of {total} rows "
+                   f"gave none (rows are split by group; seed {settings['seed']}, {plan.recipe.path})")
+        if split == "train":
+            raise EmptySplitError(message + "; nothing to train on, no final outputs written")
+        warn(message)
