@@ -24,7 +24,9 @@ import numpy as np
 from pipeline.engine.batches import process_file
 from pipeline.engine.discovery import discover
 from pipeline.engine.layout import SPLITS
-from pipeline.engine.split import MASK_PREFIX, SOURCE_PREFIX, assign_splits
+from pipeline.engine.provenance import SOURCE_PREFIX
+from pipeline.engine.split import MASK_PREFIX
+from pipeline.engine.splitting import assign_splits
 from pipeline.recipe import Recipe, load_recipe
 
 _recipe: Recipe | None = None

@@ -27,7 +27,7 @@ from pipeline.__main__ import main
 from pipeline.engine.explain import EmptySplitError, check_splits
 from pipeline.engine.merge import MergeError, merge_batches
 from pipeline.engine.plan import forget_plans, plan_for
-from pipeline.engine.split import assign_splits
+from pipeline.engine.splitting import assign_splits
 from pipeline.exitcodes import RETCODES, set_retcode_defaults
 from pipeline.recipe import load_recipe
 from pipeline.synthetic.hex import write_corpus

@@ -11,7 +11,7 @@ import numpy as np
 from pipeline.engine.batches import describe
 from pipeline.engine.layout import SPLITS
 from pipeline.engine.plan import Plan
-from pipeline.engine.split import assign_splits
+from pipeline.engine.splitting import assign_splits
 from pipeline.engine.storage import iter_npy
 from pipeline.errors import PipelineError
 

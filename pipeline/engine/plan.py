@@ -22,7 +22,8 @@ from pipeline.recipe import Recipe
 
 PROCESS_CODE = ("pipeline.engine.batches", "pipeline.kinds.base", "pipeline.kinds.text")
 MERGE_CODE = ("pipeline.engine.merge", "pipeline.engine.storage")
-SPLIT_CODE = ("pipeline.engine.split", "pipeline.engine.storage")
+SPLIT_CODE = ("pipeline.engine.split", "pipeline.engine.splitting", "pipeline.engine.provenance",
+              "pipeline.engine.storage")
 """Engine modules whose code each stage's fingerprint includes."""
 BATCH_FORMAT = 2
 """Version of the batch record; a batch recorded by another version is rebuilt (2: ``file_rows``)."""

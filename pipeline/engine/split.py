@@ -8,9 +8,8 @@ of the train split only, fitted in one streaming pass, and leaves binary columns
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -20,6 +19,7 @@ from pipeline.engine.merge import MERGE, merge_damage
 from pipeline.engine.plan import Plan
 from pipeline.engine.provenance import SOURCE_PREFIX, write_provenance
 from pipeline.engine.records import current_record, output_entry, read_record, remove_outputs, write_record
+from pipeline.engine.splitting import RunningMoments, assign_splits
 from pipeline.engine.storage import ArrayWriter, NpzWriter, atomic_open, iter_npy, npy_info, read_json, write_json
 from pipeline.errors import PipelineError
 
@@ -27,50 +27,6 @@ MASK_PREFIX = "mask_"
 SPLIT_ROW_BYTES = 64
 """Memory per row that assigning splits takes beside the rows: the uint64 group id and the
 hash's uint64/float64 temporaries (measured peak ~40 bytes)."""
-
-
-def splitmix64(values: np.ndarray) -> np.ndarray:
-    """The splitmix64 mixer, vectorised over uint64 (wrapping arithmetic is intended)."""
-    z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def assign_splits(groups: np.ndarray, settings: Mapping[str, Any]) -> np.ndarray:
-    """Split index (0 train, 1 val, 2 test) of each row from its group id and the seed."""
-    with np.errstate(over="ignore"):
-        seed = splitmix64(np.array([settings["seed"]], dtype=np.int64).view(np.uint64))
-        unit = (splitmix64(groups.astype(np.uint64) ^ seed) >> np.uint64(11)) * (1.0 / (1 << 53))
-    bounds = np.array([settings["train"], settings["train"] + settings["val"]])
-    return np.searchsorted(bounds, unit, side="right").astype(np.int8)
-
-
-class RunningMoments:
-    """Mean and variance per column over streamed chunks (Chan's parallel update)."""
-
-    def __init__(self, columns: int):
-        self.count = 0
-        self.mean = np.zeros(columns)
-        self.m2 = np.zeros(columns)
-        self.binary = np.ones(columns, dtype=bool)
-
-    def update(self, chunk: np.ndarray) -> None:
-        if not len(chunk):
-            return
-        values = chunk.astype(np.float64)
-        n, mean = len(values), values.mean(axis=0)
-        m2 = ((values - mean) ** 2).sum(axis=0)
-        delta, total = mean - self.mean, self.count + n
-        self.mean = self.mean + delta * n / total
-        self.m2 = self.m2 + m2 + delta ** 2 * self.count * n / total
-        self.count = total
-        self.binary &= ((values == 0) | (values == 1)).all(axis=0)
-
-    def result(self) -> dict[str, list]:
-        std = np.sqrt(self.m2 / max(self.count, 1))
-        normalize = ~self.binary & (std > 0)
-        return {"mean": self.mean.tolist(), "std": std.tolist(), "normalize": normalize.tolist()}
 
 
 def _with_splits(plan: Plan, name: str, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
