@@ -44,6 +44,16 @@ def file_outputs(plan: Plan) -> list[Path]:
     return paths
 
 
+def file_outputs_left(plan: Plan) -> bool:
+    """Whether a per-file output of a planned input file is still there (stops at the first)."""
+    return any(plan.layout.file_output(f.relative).exists() for batch in plan.batches for f in batch.files)
+
+
+def remove_file_outputs(plan: Plan) -> int:
+    """Remove the per-file outputs of the planned input files (and their blobs); bytes freed."""
+    return _remove(plan, file_outputs(plan))
+
+
 def _remove(plan: Plan, paths: list[Path]) -> int:
     """Remove ``paths`` (below the output folder or the batch folder); bytes freed."""
     layout = plan.layout
@@ -85,4 +95,4 @@ def remove_intermediates(plan: Plan) -> int:
     problems = damaged(root, read_record(root, SPLIT))
     if problems:
         raise PipelineError(f"final outputs are damaged ({'; '.join(problems)}): run BuildDataset before Cleanup")
-    return remove_record(root, MERGE) + remove_batches(plan) + _remove(plan, file_outputs(plan))
+    return remove_record(root, MERGE) + remove_batches(plan) + remove_file_outputs(plan)
