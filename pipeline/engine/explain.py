@@ -11,7 +11,6 @@ import numpy as np
 from pipeline.engine.batches import describe
 from pipeline.engine.layout import SPLITS
 from pipeline.engine.plan import Plan
-from pipeline.engine.split import assign_splits
 from pipeline.engine.storage import iter_npy
 from pipeline.errors import PipelineError
 
@@ -47,6 +46,8 @@ def no_rows_message(plan: Plan, records: list[dict[str, Any]], top: int = TOP_RE
 
 def split_rows(plan: Plan, chunk_bytes: int) -> dict[str, int]:
     """Rows per split that the merged groups will give, read in chunks of about ``chunk_bytes``."""
+    from pipeline.engine.split import assign_splits  # here: split imports merge, which imports this module
+
     counts = np.zeros(len(SPLITS), dtype=np.int64)
     for groups in iter_npy(plan.layout.merged_array("group"), max(1, chunk_bytes // 16)):  # id and hash: 16 B
         counts += np.bincount(assign_splits(groups, plan.recipe.split), minlength=len(SPLITS))
