@@ -193,7 +193,7 @@ def analyse(candles, rows, lookback, pip):
 def test_plugin_analysis_runs_end_to_end(tmp_path):
     (tmp_path / "window_sign.py").write_text(PLUGIN)
     path = recipe(tmp_path, chunk_size="daily", intervals=(15,), lookbacks=(4,), analysis="window_sign:analyse")
-    env = {**os.environ, "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg"), "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg"), "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
     process = subprocess.run([*LUIGI, "BuildDataset", "--recipe", str(path), "--local-scheduler"], cwd=tmp_path,
                              env=env, capture_output=True, text=True, timeout=120)
     assert process.returncode == 0, process.stderr[-3000:]
