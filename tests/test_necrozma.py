@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import SHARED_DATA
 
 from pipeline.analyses import necrozma
 from pipeline.engine.storage import read_json
@@ -20,7 +21,7 @@ from pipeline.flows import ticks as flow
 from pipeline.recipe import RecipeError, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "data" / "ticks" / "upstream" / "unchunked" / "all"
+REFERENCE = SHARED_DATA / "ticks" / "upstream" / "unchunked" / "all"
 SAMPLE = ROOT / "samples" / "ticks" / "ticks_2024-03.parquet"
 LUIGI = [sys.executable, "-m", "luigi", "--module", "pipeline"]
 
