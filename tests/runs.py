@@ -55,7 +55,7 @@ def environment(folder: Path, **sections: dict) -> dict[str, str]:
     with open(path, "w") as handle:
         config.write(handle)
     return {**{k: v for k, v in os.environ.items() if k != "PIPELINE_RUN_TOKEN"},  # a run of its own
-            "LUIGI_CONFIG_PATH": str(path), "PYTHONPATH": str(TESTS),
+            "LUIGI_CONFIG_PATH": str(path), "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}",  # this checkout first
             "PIPELINE_EXTRAS": os.environ.get("PIPELINE_EXTRAS", "test"),
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 

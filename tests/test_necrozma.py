@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import SHARED_DATA
 
 from pipeline.analyses import necrozma
 from pipeline.engine.storage import read_json
@@ -20,7 +21,7 @@ from pipeline.flows import ticks as flow
 from pipeline.recipe import RecipeError, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "data" / "ticks" / "upstream" / "unchunked" / "all"
+REFERENCE = SHARED_DATA / "ticks" / "upstream" / "unchunked" / "all"
 SAMPLE = ROOT / "samples" / "ticks" / "ticks_2024-03.parquet"
 LUIGI = [sys.executable, "-m", "luigi", "--module", "pipeline"]
 
@@ -193,7 +194,7 @@ def analyse(candles, rows, lookback, pip):
 def test_plugin_analysis_runs_end_to_end(tmp_path):
     (tmp_path / "window_sign.py").write_text(PLUGIN)
     path = recipe(tmp_path, chunk_size="daily", intervals=(15,), lookbacks=(4,), analysis="window_sign:analyse")
-    env = {**os.environ, "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg"), "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg"), "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
     process = subprocess.run([*LUIGI, "BuildDataset", "--recipe", str(path), "--local-scheduler"], cwd=tmp_path,
                              env=env, capture_output=True, text=True, timeout=120)
     assert process.returncode == 0, process.stderr[-3000:]

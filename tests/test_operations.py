@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import pty
 import shutil
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 from runs import HEX, ROOT, environment, pipeline, write_recipe
 
-from pipeline.engine.console import bar, describe, summarise
+from pipeline.engine.console import ERASE, RunConsole, bar, describe, summarise
 from pipeline.engine.layout import Layout
 from pipeline.engine.report import write_report
 from pipeline.engine.resources import (
@@ -158,6 +160,40 @@ def test_console_sums_the_tasks_of_this_run():
     held = record("running", 0, 0, status="waiting for resources (5s of at most 300s): available memory ...")
     snap = summarise([held, record("done", 2, 2)], started=100.0, now=110.0)
     assert snap.waiting == 1 and describe(snap).endswith("| 0 failures | 1 waiting for resources")
+
+
+def test_console_weighs_tasks_by_bytes_so_merge_and_split_count_and_a_failed_task_is_not_done():
+    batches = [record("done", 5, 5) for _ in range(4)]
+    merging = record("running", 1, 4, unit="arrays")
+    snap = summarise([*batches, merging, None], started=100.0, now=110.0, weights=[10, 10, 10, 10, 40, 40])
+    assert snap.fraction == pytest.approx((40 + 10) / 120)  # by count it would be (4 + 0.25) / 6
+    assert snap.eta == pytest.approx(10 * (1 - 50 / 120) / (50 / 120))
+    unknown = summarise([record("done", 1, 1), None], started=100.0, now=110.0, weights=[None, 30])
+    assert unknown.fraction == pytest.approx(0.5)  # an unknown weight counts as the mean known one
+    stopped = summarise([record("done", 5, 5, failures=1), record("failed", 2, 5), None], started=100.0, now=110.0,
+                        weights=[10, 10, 10])
+    assert stopped.fraction == pytest.approx(1 / 3) and stopped.failures == 2 and stopped.eta is None
+    assert describe(stopped).startswith("1/3 tasks (1 failed) 33% |") and "ETA ? | 2 failures" in describe(stopped)
+
+
+def test_log_lines_never_run_into_the_bar_and_the_handlers_get_their_stream_back(tmp_path):
+    screen = io.StringIO()
+    handler = logging.StreamHandler(screen)
+    log = logging.getLogger("luigi-interface")
+    log.addHandler(handler)
+    try:
+        console = RunConsole("bar", refresh_s=60, stream=screen)
+        console.watch("t", tmp_path / "t.json", 1.0)
+        console._draw()
+        log.warning("a line from a task")
+        console._draw()
+        console.stop()
+        assert handler.stream is screen
+    finally:
+        log.removeHandler(handler)
+    text = screen.getvalue()
+    assert ERASE + "a line from a task\n" in text and text.count(ERASE + "[") == 3 and text.endswith("\n")
+    assert text.index("] 0/1 tasks") < text.index("a line") < text.rindex("] 0/1 tasks")
 
 
 def test_progress_is_log_lines_on_stderr_without_a_terminal(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import hex_recipe, write_recipe
 
-from pipeline.engine.layout import claim
+from pipeline.engine.layout import OWNER_FILE, claim
 from pipeline.recipe import RecipeError, load_recipe
 
 
@@ -92,6 +92,21 @@ def test_an_output_folder_the_pipeline_claimed_is_accepted_again(tmp_path):
     recipe = write_recipe(tmp_path / "r.toml", dataset={
         "name": "x", "kind": "trmph", "input_dir": "data", "output_dir": "out"})
     assert load_recipe(recipe).output_dir == tmp_path / "out"
+
+
+def test_a_claim_killed_mid_write_is_taken_up_again_but_nothing_else_is(tmp_path):
+    """The crash soak's run 16: a kill while the owner file was written left only its temp in the folder."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / f".{OWNER_FILE}.tmp-vm-11213-c6a236da").write_text("{")
+    recipe = write_recipe(tmp_path / "r.toml", dataset={
+        "name": "x", "kind": "trmph", "input_dir": "data", "output_dir": "out"})
+    assert load_recipe(recipe).output_dir == tmp_path / "out"
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    again = write_recipe(tmp_path / "again.toml", dataset={  # another file: recipes are cached by path and mtime
+        "name": "x", "kind": "trmph", "input_dir": "data", "output_dir": "out"})
+    with pytest.raises(RecipeError, match="files that this pipeline did not write"):
+        load_recipe(again)
 
 
 @pytest.mark.parametrize(("intermediate_dir", "reason"), [

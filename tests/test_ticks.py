@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import SHARED_DATA
 
 from pipeline.engine.batches import InputError
 from pipeline.engine.series import SelectionError, parse_selection, resolve_selection
@@ -27,7 +28,7 @@ from pipeline.synthetic.ticks import write_ticks
 from pipeline.tasks.ticks import SelectionParameter
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared" / "data" / "ticks" / "exness_eurusd_sample.csv"
+REAL = SHARED_DATA / "ticks" / "exness_eurusd_sample.csv"
 LUIGI = [sys.executable, "-m", "luigi", "--module", "pipeline"]
 
 

@@ -21,6 +21,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--window-size=1400,900", "--virtual-time-budget=4000"]
 PROGRESS_BAR = re.compile(r'class="progress-bar taskProgressBar"[^>]*aria-valuenow="(\d+)"')
+RUN_MESSAGE = re.compile(r"run: \d+/7 tasks (\d+)% \| \d+ files [\d.]+/s \| ETA \S+ \| 0 failures")
 
 
 def chromium() -> str:
@@ -50,6 +51,17 @@ def browse(port: int, tab: str, profile: Path, screenshot: Path) -> str:
                           "--dump-dom", url], capture_output=True, text=True, timeout=40)
     assert run.returncode == 0, run.stderr[-2000:]
     return run.stdout
+
+
+def run_progress(port: int) -> tuple[int, int, str]:
+    """The run-level percent on BuildDataset (its message's and the scheduler's), and the message; -1 when none yet."""
+    tasks = [t for status in ("PENDING", "RUNNING") for t in api(port, "task_list", status=status).values()
+             if t["name"] == "BuildDataset"]
+    message = tasks[0]["status_message"] or "" if tasks else ""
+    shown = RUN_MESSAGE.fullmatch(message)
+    if not shown:
+        return -1, -1, message
+    return int(shown.group(1)), tasks[0]["progress_percentage"], message
 
 
 def test_luigid_ui_shows_the_running_pipeline_with_progress(tmp_path):
@@ -82,11 +94,21 @@ def test_luigid_ui_shows_the_running_pipeline_with_progress(tmp_path):
                 time.sleep(0.1)
             status = batches[0]["status_message"]
             assert re.fullmatch(r"\d+/20 files, [\d.]+/s, \d+ records \(\d+/s\), ETA \d+s, 0 failures", status)
+            percent, scheduler_percent, message = run_progress(port)
+            while percent < 0:  # the main process sets it on BuildDataset, pending until everything else is done
+                assert run.poll() is None and time.monotonic() < deadline, f"no run progress on BuildDataset: {message}"
+                time.sleep(0.1)
+                percent, scheduler_percent, message = run_progress(port)
+            assert 0 <= percent < 100 and scheduler_percent == percent
             dom = browse(port, "workers", tmp_path / f"profile-{attempt}", tmp_path / "workers.png")
             shown = [int(v) for v in PROGRESS_BAR.findall(dom)]
             if shown and "ProcessBatch(" in dom:
                 break
         assert shown and all(0 < value <= 100 for value in shown), "the workers page shows no progress bar"
+        deadline = time.monotonic() + 30
+        while run_progress(port)[0] <= percent:  # updated as batches finish
+            assert run.poll() is None and time.monotonic() < deadline, "the run progress did not move"
+            time.sleep(0.1)
         assert (tmp_path / "workers.png").stat().st_size > 10_000
         tasks = browse(port, "tasks", tmp_path / "profile-tasks", tmp_path / "tasks.png")
         known = {t["name"] for status in ("RUNNING", "PENDING", "DONE") for t in api(port, "task_list",
@@ -94,6 +116,8 @@ def test_luigid_ui_shows_the_running_pipeline_with_progress(tmp_path):
         assert known == {"BuildDataset", "SplitDataset", "MergeBatches", "BuildBatches", "ProcessBatch"}
         for name in known:
             assert re.search(rf">\s*{name}\s*</td>", tasks), f"the task list does not show {name}"
+        assert re.search(r'class="[^"]*statusMessage"[^>]*data-task-id="BuildDataset_', tasks), \
+            "the task list shows no status message on BuildDataset"
         assert run.wait(timeout=60) == 0, run.stderr.read()
     finally:
         if run and run.poll() is None:

@@ -47,6 +47,7 @@ def no_rows_message(plan: Plan, records: list[dict[str, Any]], top: int = TOP_RE
 
 def split_rows(plan: Plan, chunk_bytes: int) -> dict[str, int]:
     """Rows per split that the merged groups will give, read in chunks of about ``chunk_bytes``."""
+
     counts = np.zeros(len(SPLITS), dtype=np.int64)
     for groups in iter_npy(plan.layout.merged_array("group"), max(1, chunk_bytes // 16)):  # id and hash: 16 B
         counts += np.bincount(assign_splits(groups, plan.recipe.split), minlength=len(SPLITS))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.engine.records import RECORDS, record_path
-from pipeline.engine.storage import write_json
+from pipeline.engine.storage import TEMP_MARK, write_json
 
 if TYPE_CHECKING:
     from pipeline.recipe import Recipe
@@ -38,8 +38,8 @@ def output_dir_problem(output_dir: Path, input_dir: Path) -> str | None:
         return f"is inside the input folder {input_dir}"
     if output_dir.is_dir() and not (output_dir / OWNER_FILE).is_file():
         try:
-            with os.scandir(output_dir) as entries:
-                if any(True for _ in entries):
+            with os.scandir(output_dir) as entries:  # an owner file's temp: a claim killed mid-write, ours
+                if any(not entry.name.startswith(f".{OWNER_FILE}{TEMP_MARK}") for entry in entries):
                     return (f"is an existing folder with files that this pipeline did not write (no {OWNER_FILE}); "
                             "choose a new or empty folder")
         except OSError as exc:

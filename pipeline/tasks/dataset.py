@@ -60,6 +60,10 @@ class DatasetTask(luigi.Task):
     def plan(self) -> Plan:
         return plan_for(load_recipe(self.recipe))
 
+    def progress_weight(self) -> float | None:
+        """What this task weighs in the run's progress: the bytes it reads (None: unknown, the mean of the others)."""
+        return None
+
     def on_failure(self, exception: BaseException) -> str:
         if isinstance(exception, PipelineError):
             logger.error("%s failed: %s", self.task_family, exception)
@@ -71,6 +75,9 @@ class ProcessBatch(DatasetTask):
     """Process one batch of input files: one output per file, then ``intermediate/batch_NNNN.npz``."""
 
     index = luigi.IntParameter(description="index of the batch in the sorted input list")
+
+    def progress_weight(self) -> float:
+        return sum(file.size for file in self.plan.batches[self.index].files)
 
     def output(self) -> CheckedTarget:
         plan = self.plan
@@ -90,6 +97,14 @@ class BuildBatches(DatasetTask, luigi.WrapperTask):
     def requires(self) -> list[ProcessBatch]:
         return [ProcessBatch(recipe=self.recipe, index=b.index) for b in self.plan.batches]
 
+    def progress_weight(self) -> float:
+        return 0.0  # its batches weigh
+
+
+def dataset_bytes(plan: Plan) -> int:
+    """The bytes of every input file: what the merge and the split weigh (they read all the rows)."""
+    return sum(file.size for batch in plan.batches for file in batch.files)
+
 
 class MergeBatches(DatasetTask):
     """Stream every batch into ``merged/<array>.npy``; re-runs alone on existing batches."""
@@ -106,6 +121,9 @@ class MergeBatches(DatasetTask):
 
     def complete(self) -> bool:
         return super().complete() and not (self.cleanup and batches_left(self.plan))
+
+    def progress_weight(self) -> float:
+        return dataset_bytes(self.plan)
 
     def run(self) -> None:
         if not merge_is_complete(self.plan):
@@ -149,6 +167,9 @@ class SplitDataset(DatasetTask):
 
     def complete(self) -> bool:
         return super().complete() and not (self.cleanup and intermediates_left(self.plan))
+
+    def progress_weight(self) -> float:
+        return dataset_bytes(self.plan)
 
     def run(self) -> None:
         plan = self.plan

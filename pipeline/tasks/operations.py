@@ -4,8 +4,12 @@ Every :class:`DatasetTask` (whatever its flow) gets, through Luigi's events:
 
 - in the process that runs it: a run record (``monitor/<task id>.json``) opened when it
   starts and closed with its duration and peak RSS when it succeeds or fails;
-- in the main process: a place in the run's terminal progress (engine/console.py), and
-  at the end the report's path added to Luigi's execution summary.
+- in the main process: a place in the run's terminal progress (engine/console.py), weighed
+  by the bytes it reads, and at the end the report's path added to Luigi's execution summary.
+
+With a central scheduler (luigid), the main process also sets the run's progress as the
+status message and percentage of the command line's task (``BuildDataset``), so the web UI
+shows run-level percent, files, rate and ETA on it while the other tasks run.
 
 The main process also handles SIGINT and SIGTERM (pipeline/interrupts.py) from its first
 scheduled task on when the run comes from a command line and ``python -m pipeline`` does not
@@ -14,14 +18,18 @@ already, so that ``luigi --module pipeline`` stops the same way.
 
 from __future__ import annotations
 
+import json
 import logging
+import urllib.parse
+import urllib.request
 
 import luigi
 import luigi.cmdline_parser
+import luigi.interface
 
 from pipeline import interrupts
 from pipeline.config import progress
-from pipeline.engine.console import RunConsole
+from pipeline.engine.console import RunConsole, Snapshot, describe
 from pipeline.engine.layout import Layout, claim
 from pipeline.engine.progress import RunRecord
 from pipeline.engine.storage import remove_stale_temps
@@ -35,6 +43,45 @@ SUMMARY_END = "===== Luigi Execution Summary ====="
 def layout_of(task: DatasetTask) -> Layout:
     """The output layout of ``task``'s dataset (from its recipe only: no input discovery)."""
     return Layout.of(load_recipe(task.recipe))
+
+
+class RootMessage:
+    """Sets a snapshot of the run as the status message and percentage of the run's root task on luigid."""
+
+    TIMEOUT_S = 2.0
+
+    def __init__(self, url: str, task_id: str):
+        self.url, self.task_id = url.rstrip("/"), task_id
+        self.failed = False
+
+    def _call(self, method: str, **data) -> None:
+        body = urllib.parse.urlencode({"data": json.dumps({"task_id": self.task_id, **data})}).encode()
+        with urllib.request.urlopen(f"{self.url}/api/{method}", body, timeout=self.TIMEOUT_S):
+            pass
+
+    def __call__(self, snap: Snapshot) -> None:
+        try:
+            self._call("set_task_status_message", status_message=f"run: {describe(snap)}")
+            self._call("set_task_progress_percentage", progress_percentage=int(100 * snap.fraction))
+        except OSError as exc:  # the scheduler's own connection reports a down scheduler; say it once here
+            if not self.failed:
+                logger.warning("run progress not sent to the scheduler at %s: %s", self.url, exc)
+            self.failed = True
+
+
+def root_message() -> RootMessage | None:
+    """The run's root message when a command line runs against a central scheduler, else None."""
+    parser = luigi.cmdline_parser.CmdlineParser.get_instance()
+    if parser is None:
+        return None
+    config = luigi.interface.core()
+    if config.local_scheduler:
+        return None
+    root = parser.get_task_obj()
+    if not isinstance(root, DatasetTask):
+        return None
+    return RootMessage(config.scheduler_url or f"http://{config.scheduler_host}:{config.scheduler_port}/",
+                       root.task_id)
 
 
 class RunWatch:
@@ -52,11 +99,11 @@ class RunWatch:
             return
         if self.console is None:
             config = progress()
-            self.console = RunConsole(config.console, config.refresh_s, config.log_every_s)
+            self.console = RunConsole(config.console, config.refresh_s, config.log_every_s, publish=root_message())
             if luigi.cmdline_parser.CmdlineParser.get_instance():  # a command line's run, not luigi.build's
                 self.signals = interrupts.install(self.halt)
         layout = self._layout(task)
-        self.console.watch(task.task_id, layout.monitor / f"{task.task_id}.json")
+        self.console.watch(task.task_id, layout.monitor / f"{task.task_id}.json", task.progress_weight())
 
     def present(self, task: luigi.Task) -> None:
         """``task`` is already complete: not part of the work, but its dataset's report is."""
@@ -132,15 +179,13 @@ def _failed(task: DatasetTask, _exception: BaseException) -> None:
 
 
 class _RunEnd(logging.Filter):
-    """Erase the progress bar before each log line; at Luigi's execution summary, end the run.
+    """At Luigi's execution summary, end the run.
 
     The summary is the main process's last word on a run: the console stops there and the
     summary gains a line per dataset saying where its report is.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if WATCH.console:
-            WATCH.console.clear()
         if isinstance(record.msg, str) and record.msg.rstrip().endswith(SUMMARY_END):
             lines = WATCH.finish()
             if lines:
