@@ -1,4 +1,4 @@
-"""Removing intermediates a later stage has consumed: the batches after the merge, all of them after the split.
+"""Removing intermediates a later stage has consumed: per-file outputs after the merge, all of them after the split.
 
 Only what the pipeline's own records name goes: the merged files the merge record lists,
 the batch files and records of the plan (and, in the output folder's own ``intermediate/``,
@@ -42,6 +42,16 @@ def file_outputs(plan: Plan) -> list[Path]:
             continue
         paths += [output, *(layout.file_blob(file.relative, blob) for blob in blobs)]
     return paths
+
+
+def file_outputs_left(plan: Plan) -> bool:
+    """Whether a per-file output of a planned input file is still there (stops at the first)."""
+    return any(plan.layout.file_output(f.relative).exists() for batch in plan.batches for f in batch.files)
+
+
+def remove_file_outputs(plan: Plan) -> int:
+    """Remove the per-file outputs, which the batches replace once merged; bytes freed."""
+    return _remove(plan, file_outputs(plan))
 
 
 def _remove(plan: Plan, paths: list[Path]) -> int:
