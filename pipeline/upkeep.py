@@ -10,9 +10,11 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from pipeline.engine.cleanup import batches_left, intermediates_left, remove_batches, remove_intermediates
+from pipeline.engine.cleanup import batches_left, file_outputs_left, remove_batches, remove_file_outputs
 from pipeline.engine.layout import Layout
+from pipeline.engine.merge import MERGE
 from pipeline.engine.plan import Plan, plan_for
 from pipeline.engine.records import Stage, damaged, is_complete, read_record, remove_record
 from pipeline.engine.report import report_is_complete
@@ -76,12 +78,21 @@ def _files_status(recipe: Recipe, verify: bool) -> tuple[bool, list[str]]:
 def _files_intermediates(recipe: Recipe) -> tuple[bool, list[Removable]]:
     """Complete only when every checksum of ``final/`` verifies: the intermediates would repair it."""
     plan = plan_for(recipe)
-    root = plan.layout.root
-    complete = split_is_complete(plan) and not damaged(root, read_record(root, SPLIT))
-    if not intermediates_left(plan):
-        return complete, []
-    return complete, [Removable("intermediates (merged files, batches, per-file outputs the records list)",
-                                lambda: remove_intermediates(plan))]
+    layout = plan.layout
+    complete = split_is_complete(plan) and not damaged(layout.root, read_record(layout.root, SPLIT))
+    removables = []
+    if read_record(layout.root, MERGE):
+        removables.append(Removable("merged/", lambda: remove_record(layout.root, MERGE)))
+    if batches_left(plan):
+        removables.append(Removable(f"{_shown(layout, layout.intermediate)}/", lambda: remove_batches(plan)))
+    if file_outputs_left(plan):
+        removables.append(Removable("files/", lambda: remove_file_outputs(plan)))
+    return complete, removables
+
+
+def _shown(layout: Layout, folder: Path) -> str:
+    """``folder`` relative to the output folder when inside it, else in full."""
+    return str(folder.relative_to(layout.root)) if layout.root in folder.parents else str(folder)
 
 
 # --- each flow: ProcessBatch → SummariseFiles (the per-file outputs are the result) ----------------------------

@@ -95,4 +95,4 @@ def remove_intermediates(plan: Plan) -> int:
     problems = damaged(root, read_record(root, SPLIT))
     if problems:
         raise PipelineError(f"final outputs are damaged ({'; '.join(problems)}): run BuildDataset before Cleanup")
-    return remove_record(root, MERGE) + remove_batches(plan) + _remove(plan, file_outputs(plan))
+    return remove_record(root, MERGE) + remove_batches(plan) + remove_file_outputs(plan)
