@@ -142,7 +142,8 @@ def file_output(plan: Plan, file: InputFile, fingerprint: str, checkpoint_s: flo
         for name, blob in result.blobs.items():
             with atomic_open(layout.file_blob(file.relative, name)) as handle:
                 handle.write(blob)
-        save_npz(layout.file_output(file.relative), {**arrays, META: np.array(json.dumps(meta))})
+        save_npz(layout.file_output(file.relative), {**arrays, META: np.array(json.dumps(meta))},
+                 recipe.tables["batch"]["compression"] == "deflate")
     return arrays, {**meta, "reused": False}
 
 
@@ -251,7 +252,7 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
     rows = sum(meta["rows"] for meta in metas)
     arrays_spec = spec["arrays"] if spec else {}
     path = layout.batch(batch.index)
-    with atomic_open(path) as handle, NpzWriter(handle) as writer:
+    with atomic_open(path) as handle, NpzWriter(handle, recipe.tables["batch"]["compression"] == "deflate") as writer:
         for name, (dtype, row_shape) in arrays_spec.items():
             writer.add(name, _member_chunks(plan, batch, metas, held, name), np.dtype(dtype), row_shape, rows)
     record = {
