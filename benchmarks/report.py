@@ -68,7 +68,7 @@ def render(r: dict) -> str:
                      f"| {', '.join(f'{s:.2f}' for s in n['noop_runs'])} | {n['noop_tasks']} | {n['noop_ran']} |")
     lines += ["", "### Peak RSS of MergeBatches and SplitDataset run alone "
               f"(1 worker, chunk_mb = {mem['chunk_mb']})",
-              "", "| data | input files | merged arrays MiB | merge peak MiB | split peak MiB |",
+              "", "| data | input files | batch files MiB | merge peak MiB | split peak MiB |",
               "|---|---|---|---|---|"]
     for scale, s in sorted(mem["scales"].items(), key=lambda item: int(item[0])):
         lines.append(f"| {scale}x | {s['files']:,} | {s['data_mb']:.1f} | {s['merge_peak_mb']:.1f} "

@@ -175,7 +175,7 @@ def memory(scratch: Path, kind: str, mode: Mode) -> dict:
         measure.run(measure.luigi_command("BuildBatches", recipe, 2, *chunk), scratch)
         merge = measure.run(measure.luigi_command("MergeBatches", recipe, 1, *chunk), scratch, sample_s=0.005)
         split = measure.run(measure.luigi_command("SplitDataset", recipe, 1, *chunk), scratch, sample_s=0.005)
-        data = sum(p.stat().st_size for p in (out / "merged").glob("*.npy"))
+        data = sum(p.stat().st_size for p in (out / "intermediate").glob("*.npz"))  # the rows, once
         result["scales"][scale] = {"files": mode.memory_files * scale, "data_mb": data / 2**20,
                                    "merge_peak_mb": merge.peak_rss / 2**20, "split_peak_mb": split.peak_rss / 2**20}
         shutil.rmtree(out, ignore_errors=True)

@@ -49,6 +49,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     },
     "batch": {
         "files_per_batch": Setting(int, 500, help="input files per Luigi task", check=_positive),
+        "compression": Setting(str, "deflate", ("deflate", "none"),
+                               "per-file outputs and batch files: deflate (zip's fast level; boards shrink "
+                               "many times) or none"),
     },
     "split": {
         "train": Setting(float, 0.8, help="fraction of groups in train", check=_fraction),

@@ -249,7 +249,7 @@ def test_no_rows_names_the_folder_the_pattern_and_the_top_reasons(tmp_path):
     recipe = write_recipe(tmp_path, inputs)
     assert build(BuildBatches, recipe)
     with pytest.raises(MergeError) as error:
-        merge_batches(plan_for(load_recipe(recipe)), 1 << 20)
+        merge_batches(plan_for(load_recipe(recipe)))
     lines = str(error.value).splitlines()
     assert lines[0] == f"no rows: all 4 input files under {inputs} matching '**/*.trmph' failed; top reasons:"
     assert lines[1] == "  3 × IllegalCoordinate, first: bad0.trmph:1: IllegalCoordinate: illegal coordinate 'z'"
@@ -258,7 +258,7 @@ def test_no_rows_names_the_folder_the_pattern_and_the_top_reasons(tmp_path):
     recipe = write_recipe(tmp_path, tmp_path / "empty")
     assert build(BuildBatches, recipe)
     with pytest.raises(MergeError, match=r"no rows: no input files under .*/empty matching '\*\*/\*\.trmph'; check"):
-        merge_batches(plan_for(load_recipe(recipe)), 1 << 20)
+        merge_batches(plan_for(load_recipe(recipe)))
 
 
 def one_group_recipe(tmp_path: Path, split: int) -> Path:

@@ -53,26 +53,26 @@ def clean(tmp_path_factory, shared_data):
 
 
 @pytest.mark.parametrize("keep_mtime", [False, True], ids=["written", "bit-rot"])
-def test_damaged_merged_array_is_merged_again_never_split(tmp_path, shared_data, clean, keep_mtime):
-    recipe = hex_recipe(tmp_path, shared_data / "hex")
+def test_a_damaged_batch_is_rebuilt_never_split(tmp_path, shared_data, clean, keep_mtime):
+    recipe = hex_recipe(tmp_path, shared_data / "hex", batch={"files_per_batch": 1})
     out = tmp_path / "out-hex"
     assert build(recipe)
-    flip_byte(out / "merged" / "policy.npy", keep_mtime)
-    recipe = hex_recipe(tmp_path, shared_data / "hex", split={"seed": 4})  # the split must run again
-    assert build(recipe)
+    flip_byte(out / "intermediate" / "batch_0001.npz", keep_mtime)
+    recipe = hex_recipe(tmp_path, shared_data / "hex", batch={"files_per_batch": 1}, split={"seed": 4})
+    assert build(recipe), "the split runs again, finds the batch damaged, rebuilds it and splits"
     assert final_bytes(out) == clean[4]
 
 
-def test_truncated_merged_array_is_missing_for_status_and_rebuilt(tmp_path, shared_data, clean, capsys):
+def test_a_damaged_merge_manifest_is_named_by_status_and_rebuilt(tmp_path, shared_data, clean, capsys):
     recipe = hex_recipe(tmp_path, shared_data / "hex")
     out = tmp_path / "out-hex"
     assert build(recipe)
-    x = out / "merged" / "X.npy"
-    x.write_bytes(x.read_bytes()[:-100])
+    manifest = out / "merged" / "manifest.json"
+    manifest.write_bytes(manifest.read_bytes()[:-10])
     capsys.readouterr()
     assert build(recipe, Status)
     printed = capsys.readouterr().out
-    assert "merged: damaged" in printed and "damaged: merged/X.npy" in printed
+    assert "merged: damaged" in printed and "damaged: merged/manifest.json" in printed
     recipe = hex_recipe(tmp_path, shared_data / "hex", split={"seed": 4})
     assert build(recipe)
     assert final_bytes(out) == clean[4]
@@ -122,10 +122,10 @@ def test_cleanup_verifies_final_and_removes_only_recorded_intermediates(tmp_path
         path.write_text("user data")
     flip_byte(out / "final" / "X_test.npy", keep_mtime=True)
     assert not build(recipe, Cleanup), "a damaged final/ is not cleaned up: its intermediates would repair it"
-    assert (out / "merged" / "X.npy").is_file()
+    assert (out / "merged" / "manifest.json").is_file() and (out / "intermediate" / "batch_0000.npz").is_file()
     assert build(recipe, Status, verify=True) and build(recipe) and build(recipe, Cleanup)
     assert all(path.read_text() == "user data" for path in mine)
-    assert not list((out / "intermediate").glob("batch_*")) and not (out / "merged" / "X.npy").exists()
+    assert not list((out / "intermediate").glob("batch_*")) and not (out / "merged" / "manifest.json").exists()
     assert not [p for p in (out / "files").rglob("*.npz") if p.name != "keep.npz"]
     assert final_bytes(out) == clean[3]
 

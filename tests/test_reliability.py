@@ -61,6 +61,11 @@ def temp_in(folder: Path):
     return found
 
 
+def task_started(out: Path, family: str):
+    """A stage event: the task's run record appears in monitor/ when it starts."""
+    return lambda: any((out / "monitor").glob(f"{family}*.json"))
+
+
 def assert_no_partial_outputs(out: Path) -> None:
     """Everything under a final name is complete: per-file outputs load, batches match records."""
     for path in (out / "files").rglob("*.npz"):
@@ -80,7 +85,7 @@ def assert_no_partial_outputs(out: Path) -> None:
 STAGES = {
     "processing files": lambda out: temp_in(out / "files"),
     "writing a batch": lambda out: temp_in(out / "intermediate"),
-    "merging": lambda out: temp_in(out / "merged"),
+    "merging": lambda out: task_started(out, "MergeBatches"),  # it writes one small manifest, no rows
     "splitting": lambda out: temp_in(out / "final"),
 }
 

@@ -97,12 +97,14 @@ def test_the_upstream_bug_reports_validation_steps(tmp_path):
     # They are still there after a merge run alone; the X shapes are non-empty.
     assert run(MergeBatches(recipe=recipe))
     assert batch_files(out / "intermediate") == batches
-    rows, columns = np.load(out / "merged" / "X.npy", mmap_mode="r").shape
-    assert rows > 0 and columns == 422
-    # A merge with cleanup removes them, and only them.
+    merged = json.loads((out / "merged" / "manifest.json").read_text())
+    rows, columns = sum(count for _, count in merged["batches"]), merged["arrays"]["X"]["shape"]
+    assert rows > 0 and columns == [422]
+    # A merge with cleanup removes the per-file outputs the batches replace. The batches
+    # stay: they are the dataset's rows (there is no merged copy); the split reads them.
+    assert (out / "files" / "2_games").is_dir()
     assert run(MergeBatches(recipe=recipe, cleanup=True))
-    assert not (out / "intermediate").exists()
-    assert (out / "merged" / "X.npy").is_file() and (out / "files" / "2_games").is_dir()
+    assert not (out / "files").exists() and batch_files(out / "intermediate") == batches
     # A full run with cleanup leaves none, and its final/ is upstream's rows.
     assert run(BuildDataset(recipe=recipe, cleanup=True))
     assert not PIPELINE_FOLDERS & {path.name for path in out.iterdir()}
@@ -125,11 +127,12 @@ def test_the_upstream_bug_reports_validation_steps(tmp_path):
     assert batch_files(scratch) == batches and not (tmp_path / "elsewhere" / "out" / "intermediate").exists()
     (scratch / "notes.txt").write_text("not the pipeline's")
     assert run(MergeBatches(recipe=elsewhere))
-    merged = tmp_path / "elsewhere" / "out" / "merged"
-    np.testing.assert_array_equal(np.load(merged / "X.npy"), np.load(kept / "merged" / "X.npy"))
     assert run(SplitDataset(recipe=elsewhere, cleanup=True))
+    final = tmp_path / "elsewhere" / "out" / "final"
+    for split in SPLITS:
+        np.testing.assert_array_equal(np.load(final / f"X_{split}.npy"), np.load(kept / "final" / f"X_{split}.npy"))
     assert batch_files(scratch) == [] and (scratch / "notes.txt").read_text() == "not the pipeline's"
-    assert not merged.exists() and (tmp_path / "elsewhere" / "out" / "final" / "manifest.json").is_file()
+    assert not (tmp_path / "elsewhere" / "out" / "merged").exists()
     # --help of the commands documents the cleanup and batch-only options.
     for task in ("MergeBatches", "BuildDataset"):
         text = help_text(task)

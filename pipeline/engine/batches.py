@@ -25,7 +25,18 @@ import numpy as np
 from pipeline.engine.discovery import InputFile, refusal
 from pipeline.engine.plan import Batch, Plan
 from pipeline.engine.provenance import file_rows
-from pipeline.engine.storage import NpzWriter, atomic_open, digest, file_checksum, read_json, save_npz, write_json
+from pipeline.engine.splitting import RunningMoments, assign_splits, split_key
+from pipeline.engine.storage import (
+    NpzWriter,
+    atomic_open,
+    digest,
+    file_checksum,
+    iter_npz_member,
+    npz_members,
+    read_json,
+    save_npz,
+    write_json,
+)
 from pipeline.errors import PipelineError
 from pipeline.kinds.base import BadInputError, FileResult, Kind, as_file_result, group_id
 
@@ -131,7 +142,8 @@ def file_output(plan: Plan, file: InputFile, fingerprint: str, checkpoint_s: flo
         for name, blob in result.blobs.items():
             with atomic_open(layout.file_blob(file.relative, name)) as handle:
                 handle.write(blob)
-        save_npz(layout.file_output(file.relative), {**arrays, META: np.array(json.dumps(meta))})
+        save_npz(layout.file_output(file.relative), {**arrays, META: np.array(json.dumps(meta))},
+                 recipe.tables["batch"]["compression"] == "deflate")
     return arrays, {**meta, "reused": False}
 
 
@@ -240,11 +252,12 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
     rows = sum(meta["rows"] for meta in metas)
     arrays_spec = spec["arrays"] if spec else {}
     path = layout.batch(batch.index)
-    with atomic_open(path) as handle, NpzWriter(handle) as writer:
+    with atomic_open(path) as handle, NpzWriter(handle, recipe.tables["batch"]["compression"] == "deflate") as writer:
         for name, (dtype, row_shape) in arrays_spec.items():
             writer.add(name, _member_chunks(plan, batch, metas, held, name), np.dtype(dtype), row_shape, rows)
     record = {
         "fingerprint": batch.fingerprint,
+        "split": split_statistics(plan, path) if rows else None,
         "size": path.stat().st_size,
         "checksum": file_checksum(path),
         "rows": rows,
@@ -265,6 +278,30 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
     }
     write_json(layout.batch_record(batch.index), record)
     return record
+
+
+STATISTICS_CHUNK_BYTES = 16 << 20
+"""Bytes of X read at a time when a batch's split statistics are taken (from the hot batch file)."""
+
+
+def split_statistics(plan: Plan, path: Path) -> dict[str, Any]:
+    """Rows per split of a batch file and, when the recipe standardises, the moments of its train X.
+
+    Taken while the batch file is hot, so the split needs no pass over the data to count
+    rows or fit the normalisation; recorded with the split settings they hold for.
+    """
+    settings = plan.recipe.split
+    shape, dtype = npz_members(path)["X"]
+    columns = int(np.prod(shape[1:], dtype=np.int64))
+    size = max(1, STATISTICS_CHUNK_BYTES // max(1, columns * dtype.itemsize))
+    counts, moments = np.zeros(3, dtype=np.int64), RunningMoments(columns) if settings["normalize"] else None
+    for x, groups in zip(iter_npz_member(path, "X", size), iter_npz_member(path, "group", size), strict=True):
+        where = assign_splits(groups, settings)
+        counts += np.bincount(where, minlength=3)
+        if moments:
+            moments.update(x.reshape(len(x), -1)[where == 0])
+    return {"settings": split_key(settings), "rows": counts.tolist(),
+            "train": moments.to_json() if moments else None}
 
 
 def _member_chunks(plan: Plan, batch: Batch, metas: list[dict], held: list[dict | None], name: str):

@@ -1,4 +1,4 @@
-"""Removing intermediates a later stage has consumed: the batches after the merge, all of them after the split.
+"""Removing intermediates a later stage has consumed: per-file outputs after the merge, all of them after the split.
 
 Only what the pipeline's own records name goes: the merged files the merge record lists,
 the batch files and records of the plan (and, in the output folder's own ``intermediate/``,
@@ -50,7 +50,7 @@ def file_outputs_left(plan: Plan) -> bool:
 
 
 def remove_file_outputs(plan: Plan) -> int:
-    """Remove the per-file outputs of the planned input files (and their blobs); bytes freed."""
+    """Remove the per-file outputs, which the batches replace once merged; bytes freed."""
     return _remove(plan, file_outputs(plan))
 
 

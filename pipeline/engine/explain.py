@@ -6,13 +6,9 @@ import collections
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from pipeline.engine.batches import describe
 from pipeline.engine.layout import SPLITS
 from pipeline.engine.plan import Plan
-from pipeline.engine.splitting import assign_splits
-from pipeline.engine.storage import iter_npy
 from pipeline.errors import PipelineError
 
 TOP_REASONS = 5
@@ -43,15 +39,6 @@ def no_rows_message(plan: Plan, records: list[dict[str, Any]], top: int = TOP_RE
     if len(reasons) > top:
         lines.append(f"  and {len(reasons) - top} other reasons ({plan.layout.intermediate}/batch_*.json lists all)")
     return "\n".join(lines)
-
-
-def split_rows(plan: Plan, chunk_bytes: int) -> dict[str, int]:
-    """Rows per split that the merged groups will give, read in chunks of about ``chunk_bytes``."""
-
-    counts = np.zeros(len(SPLITS), dtype=np.int64)
-    for groups in iter_npy(plan.layout.merged_array("group"), max(1, chunk_bytes // 16)):  # id and hash: 16 B
-        counts += np.bincount(assign_splits(groups, plan.recipe.split), minlength=len(SPLITS))
-    return {split: int(counts[i]) for i, split in enumerate(SPLITS)}
 
 
 def check_splits(plan: Plan, rows: dict[str, int], warn: Callable[[str], None]) -> None:

@@ -143,9 +143,6 @@ class Layout:
     def merged_manifest(self) -> Path:
         return self.merged / "manifest.json"
 
-    def merged_array(self, name: str) -> Path:
-        return self.merged / f"{name}.npy"
-
     @property
     def final_manifest(self) -> Path:
         return self.final / "manifest.json"

@@ -62,12 +62,12 @@ def make_plan(recipe: Recipe, files: list[InputFile]) -> Plan:
     reader = [kind.read] if kind.read else []
     process_fingerprint = digest([kind.name, kind.version, recipe.kind_settings,
                                   code_digest(*reader, *PROCESS_CODE)])
-    size = recipe.files_per_batch
+    size, codec = recipe.files_per_batch, recipe.tables["batch"]["compression"]
     batches = []
     for index, start in enumerate(range(0, len(files), size)):
         chunk = tuple(files[start:start + size])
         prints = tuple(digest_text(f"{process_fingerprint}\0{f.relative}\0{f.size}\0{f.mtime_ns}") for f in chunk)
-        batches.append(Batch(index, chunk, prints, digest([BATCH_FORMAT, prints])))
+        batches.append(Batch(index, chunk, prints, digest([BATCH_FORMAT, codec, prints])))
     merge_fingerprint = digest([[batch.fingerprint for batch in batches], code_digest(*MERGE_CODE)])
     kind_reports = [f for f in (kind.normalize_columns, kind.final_files) if f]
     split_fingerprint = digest([merge_fingerprint, dict(recipe.split), code_digest(*kind_reports, *SPLIT_CODE)])

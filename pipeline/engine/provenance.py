@@ -1,7 +1,7 @@
 """Row provenance: which input file (and, from the kind, which line or row) every row of ``final/`` came from.
 
 A batch record lists its files with rows and their row counts in row order
-(``file_rows``); the merged manifest concatenates them, so row ``i`` of ``merged/`` is
+(``file_rows``); the merged manifest concatenates them, so row ``i`` of the dataset is
 from the file whose cumulative count first exceeds ``i``. The split writes
 ``final/rows_{split}.parquet``: column ``file`` (the relative path, dictionary-encoded),
 then one column ``<x>`` per provenance array ``source_<x>`` the kind emits, one row per X row.
@@ -10,14 +10,14 @@ then one column ``<x>`` per provenance array ``source_<x>`` the kind emits, one 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.engine.layout import SPLITS, Layout
-from pipeline.engine.storage import atomic_open, iter_npy
+from pipeline.engine.storage import atomic_open
 from pipeline.errors import PipelineError
 
 SOURCE_PREFIX = "source_"
@@ -46,11 +46,12 @@ def _file_column(files: list[str], index: np.ndarray) -> pa.DictionaryArray:
 
 
 def write_provenance(layout: Layout, manifest: dict, assign: Callable[[np.ndarray], np.ndarray],
-                     chunk_rows: int) -> list[str]:
-    """Write ``rows_{split}.parquet`` for every split from ``merged/``; return their names.
+                     rows: Callable[[str, int], Iterable[np.ndarray]], chunk_rows: int) -> list[str]:
+    """Write ``rows_{split}.parquet`` for every split; return their names.
 
-    ``assign`` gives the split index of each row from its group id. Memory holds one chunk
-    of ``chunk_rows`` rows of the group and provenance arrays at a time.
+    ``assign`` gives the split index of each row from its group id; ``rows(name, size)``
+    streams an array of the dataset in row order. Memory holds one chunk of ``chunk_rows``
+    rows of the group and provenance arrays at a time.
     """
     sources = sorted(name for name in manifest["arrays"] if name.startswith(SOURCE_PREFIX))
     columns = [name.removeprefix(SOURCE_PREFIX) for name in sources]
@@ -63,7 +64,7 @@ def write_provenance(layout: Layout, manifest: dict, assign: Callable[[np.ndarra
                        + [(column, pa.from_numpy_dtype(np.dtype(manifest["arrays"][name]["dtype"])))
                           for column, name in zip(columns, sources, strict=True)])
     paths = [layout.final / f"rows_{split}.parquet" for split in SPLITS]
-    streams = [iter_npy(layout.merged_array(name), chunk_rows) for name in ("group", *sources)]
+    streams = [rows(name, chunk_rows) for name in ("group", *sources)]
     with contextlib.ExitStack() as stack:
         writers = [pq.ParquetWriter(stack.enter_context(atomic_open(path)), schema) for path in paths]
         for writer in writers:  # closed (footer written) before its file is renamed into place

@@ -1,8 +1,11 @@
-"""Final splits by group: a hash of the group id decides train/val/test, streamed to disk.
+"""Final splits by group: a hash of the group id decides train/val/test, streamed from the batches.
 
 A group's split depends only on its id and the seed, so no group straddles splits and
-a group keeps its split when more data arrives. Optional standardisation uses statistics
-of the train split only, fitted in one streaming pass, and leaves binary columns alone.
+a group keeps its split when more data arrives. Rows go from the batch files (each
+verified against its record first) straight into ``final/``: no merged copy. Rows per
+split and the train statistics of the optional standardisation (which leaves binary
+columns alone) come from the batch records, taken when each batch was written; a batch
+recorded under other split settings is read once more for them.
 """
 
 from __future__ import annotations
@@ -13,14 +16,23 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.engine.batches import batch_checksums
+from pipeline.engine.batches import batch_checksums, split_statistics, verify_batch
+from pipeline.engine.explain import check_splits
 from pipeline.engine.layout import SPLITS
-from pipeline.engine.merge import MERGE, merge_damage
+from pipeline.engine.merge import MERGE
 from pipeline.engine.plan import Plan
 from pipeline.engine.provenance import SOURCE_PREFIX, write_provenance
 from pipeline.engine.records import current_record, output_entry, read_record, remove_outputs, write_record
-from pipeline.engine.splitting import RunningMoments, assign_splits
-from pipeline.engine.storage import ArrayWriter, NpzWriter, atomic_open, iter_npy, npy_info, read_json, write_json
+from pipeline.engine.splitting import RunningMoments, assign_splits, split_key
+from pipeline.engine.storage import (
+    ArrayWriter,
+    NpzWriter,
+    atomic_open,
+    iter_npy,
+    iter_npz_member,
+    read_json,
+    write_json,
+)
 from pipeline.errors import PipelineError
 
 MASK_PREFIX = "mask_"
@@ -29,24 +41,46 @@ SPLIT_ROW_BYTES = 64
 hash's uint64/float64 temporaries (measured peak ~40 bytes)."""
 
 
-def _with_splits(plan: Plan, name: str, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Chunks of ``merged/<name>.npy`` with the split index of each row."""
-    merged, settings = plan.layout.merged_array, plan.recipe.split
-    for chunk, groups in zip(iter_npy(merged(name), size), iter_npy(merged("group"), size), strict=True):
-        yield chunk, assign_splits(groups, settings)
+def _with_rows(plan: Plan, manifest: dict) -> list[int]:
+    """Indexes of the batches with rows, in row order (the merge's list)."""
+    return [index for index, _ in manifest["batches"]]
 
 
-def fit_normalization(plan: Plan, size: int) -> dict[str, list]:
-    """Mean, std and which columns to standardise, from the train rows of ``X`` only."""
-    shape, _ = npy_info(plan.layout.merged_array("X"))
-    moments = RunningMoments(int(np.prod(shape[1:], dtype=np.int64)))
-    for chunk, where in _with_splits(plan, "X", size):
-        moments.update(chunk.reshape(len(chunk), -1)[where == 0])
+def dataset_rows(plan: Plan, manifest: dict, name: str, size: int) -> Iterator[np.ndarray]:
+    """Chunks of array ``name`` over the whole dataset in row order, read from the batch files."""
+    for index in _with_rows(plan, manifest):
+        yield from iter_npz_member(plan.layout.batch(index), name, size)
+
+
+def _with_splits(plan: Plan, manifest: dict, name: str, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Chunks of array ``name`` with the split index of each row."""
+    chunks = zip(dataset_rows(plan, manifest, name, size), dataset_rows(plan, manifest, "group", size), strict=True)
+    for chunk, groups in chunks:
+        yield chunk, assign_splits(groups, plan.recipe.split)
+
+
+def _batch_statistics(plan: Plan, manifest: dict) -> list[dict]:
+    """Each batch's rows per split and train moments, from its record or (other settings) read again."""
+    settings, normalize = split_key(plan.recipe.split), plan.recipe.split["normalize"]
+    result = []
+    for index in _with_rows(plan, manifest):
+        facts = (read_json(plan.layout.batch_record(index)) or {}).get("split") or {}
+        if facts.get("settings") != settings or (normalize and not facts.get("train")):
+            facts = split_statistics(plan, plan.layout.batch(index))
+        result.append(facts)
+    return result
+
+
+def fit_normalization(plan: Plan, manifest: dict, statistics: list[dict]) -> dict[str, list]:
+    """Mean, std and which columns to standardise, from the train rows of ``X`` only (the batches' moments)."""
+    moments = RunningMoments(int(np.prod(manifest["arrays"]["X"]["shape"], dtype=np.int64)))
+    for facts in statistics:
+        moments.combine(RunningMoments.from_json(facts["train"]))
     result = moments.result()
     choose = plan.recipe.kind.normalize_columns
     if choose is not None:  # the kind's choice by name; scale 1 where the train std is 0
         chosen = np.zeros(len(result["std"]), dtype=bool)
-        chosen[list(choose(plan.recipe.kind_settings, read_json(plan.layout.merged_manifest)["metadata"]))] = True
+        chosen[list(choose(plan.recipe.kind_settings, manifest["metadata"]))] = True
         result["normalize"] = chosen.tolist()
         result["std"] = [s if s > 0 else 1.0 for s in result["std"]]
     return result
@@ -68,35 +102,37 @@ SPLIT = "split"
 """Stage name of the split (its record is ``records/split.json``)."""
 
 
-class DamagedMergeError(PipelineError):
-    """Merged files that fail their checksums: they are rebuilt, never split."""
+class DamagedBatchError(PipelineError):
+    """Batch files that fail their checksums: they are rebuilt, never split."""
 
 
-def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], None] | None = None) -> dict:
+def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], None] | None = None,
+                  warn: Callable[[str], None] = lambda message: None) -> dict:
     """Write ``final/``: X, labels, masks, groups and row provenance per split, stats, metadata, the manifest.
 
-    The merged files are verified against the merge record first (:class:`DamagedMergeError`),
-    so corrupt rows never reach ``final/``. Files of an earlier split that this one does not
+    Every batch file is verified against its record first (:class:`DamagedBatchError`), so
+    corrupt rows never reach ``final/``. Files of an earlier split that this one does not
     write again are removed, and only those: the earlier split record lists them.
     """
     layout = plan.layout
-    problems = merge_damage(plan)
-    if problems:
-        raise DamagedMergeError(f"merged data is damaged: {'; '.join(problems)}")
-    earlier = read_record(layout.root, SPLIT)
     manifest = read_json(layout.merged_manifest)
+    problems = [p for batch in plan.batches if batch.index in set(_with_rows(plan, manifest))
+                for p in [verify_batch(plan, batch)] if p]
+    if problems:
+        raise DamagedBatchError(f"batches are damaged: {'; '.join(problems)}")
+    earlier = read_record(layout.root, SPLIT)
     names = sorted(manifest["arrays"])
     labels = [n for n in names if n not in ("X", "group") and not n.startswith((MASK_PREFIX, SOURCE_PREFIX))]
     masks = [n for n in names if n.startswith(MASK_PREFIX)]
-    sizes = {name: _chunk(plan, name, chunk_bytes) for name in names}
-    counts = np.zeros(3, dtype=np.int64)
-    for _, where in _with_splits(plan, "group", sizes["group"]):
-        counts += np.bincount(where, minlength=3)
+    sizes = {name: _chunk(manifest, name, chunk_bytes) for name in names}
+    statistics = _batch_statistics(plan, manifest)
+    counts = np.sum([facts["rows"] for facts in statistics], axis=0, dtype=np.int64)
+    check_splits(plan, {split: int(counts[i]) for i, split in enumerate(SPLITS)}, warn)  # before writing
 
     written = []
     transform = None
     if plan.recipe.split["normalize"]:
-        normalization = fit_normalization(plan, sizes["X"])
+        normalization = fit_normalization(plan, manifest, statistics)
         columns = manifest.get("metadata", {}).get("feature_cols")
         write_json(layout.final / "normalization.json",
                    {"fitted_on": "train", **normalization, **({"columns": columns} if columns else {})})
@@ -111,12 +147,14 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
             handles = [stack.enter_context(atomic_open(path)) for path in paths]
             archives = [stack.enter_context(NpzWriter(h)) for h in handles] if suffix == ".npz" else None
             for name in members:
-                _route(plan, name, sizes[name], counts, handles, archives, transform if name == "X" else None)
+                _route(plan, manifest, name, sizes[name], counts, handles, archives,
+                       transform if name == "X" else None)
         written += [path.name for path in paths]
         if progress:
             progress(step, len(outputs))
     sources = [name for name in names if name.startswith(SOURCE_PREFIX)]
     written += write_provenance(layout, manifest, lambda groups: assign_splits(groups, plan.recipe.split),
+                                lambda name, size: dataset_rows(plan, manifest, name, size),
                                 min(sizes[name] for name in ("group", *sources)))
 
     stats = {
@@ -152,22 +190,23 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
     return stats
 
 
-def _chunk(plan: Plan, name: str, chunk_bytes: int) -> int:
-    """Rows per chunk of ``merged/<name>.npy`` so that a chunk stays within ``chunk_bytes``.
+def _chunk(manifest: dict, name: str, chunk_bytes: int) -> int:
+    """Rows per chunk of array ``name`` so that a chunk stays within ``chunk_bytes``.
 
     Each chunk also streams its rows' group ids and hashes them (:data:`SPLIT_ROW_BYTES`),
     which for a narrow array (an int16 label) costs far more than the rows themselves.
     """
-    shape, dtype = npy_info(plan.layout.merged_array(name))
-    row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+    info = manifest["arrays"][name]
+    row_bytes = np.dtype(info["dtype"]).itemsize * int(np.prod(info["shape"], dtype=np.int64))
     return max(1, chunk_bytes // (row_bytes + SPLIT_ROW_BYTES))
 
 
-def _route(plan: Plan, name: str, size: int, counts: np.ndarray, handles: list, archives: list | None,
-           transform: Callable[[np.ndarray], np.ndarray] | None) -> None:
-    """Stream ``merged/<name>.npy`` into one writer per split: an .npy file, or an .npz member."""
-    shape, dtype = npy_info(plan.layout.merged_array(name))
-    dtype = np.dtype(np.float32) if transform else dtype
+def _route(plan: Plan, manifest: dict, name: str, size: int, counts: np.ndarray, handles: list,
+           archives: list | None, transform: Callable[[np.ndarray], np.ndarray] | None) -> None:
+    """Stream array ``name`` from the batches into one writer per split: an .npy file, or an .npz member."""
+    info = manifest["arrays"][name]
+    shape = (0, *info["shape"])
+    dtype = np.dtype(np.float32) if transform else np.dtype(info["dtype"])
     with contextlib.ExitStack() as stack:
         if archives is None:
             writers = [ArrayWriter(h, dtype, shape[1:], int(n)) for h, n in zip(handles, counts, strict=True)]
@@ -175,7 +214,7 @@ def _route(plan: Plan, name: str, size: int, counts: np.ndarray, handles: list, 
             key = name.removeprefix(MASK_PREFIX)
             writers = [stack.enter_context(a.member(key, dtype, shape[1:], int(n)))
                        for a, n in zip(archives, counts, strict=True)]
-        for chunk, where in _with_splits(plan, name, size):
+        for chunk, where in _with_splits(plan, manifest, name, size):
             chunk = transform(chunk) if transform else chunk
             for index, writer in enumerate(writers):
                 writer.append(chunk[where == index])

@@ -20,6 +20,11 @@ def splitmix64(values: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+def split_key(settings: Mapping[str, Any]) -> list:
+    """The settings a row's split depends on (fractions and seed), as batch statistics record them."""
+    return [settings["train"], settings["val"], settings["test"], settings["seed"]]
+
+
 def assign_splits(groups: np.ndarray, settings: Mapping[str, Any]) -> np.ndarray:
     """Split index (0 train, 1 val, 2 test) of each row from its group id and the seed."""
     with np.errstate(over="ignore"):
@@ -49,6 +54,26 @@ class RunningMoments:
         self.m2 = self.m2 + m2 + delta ** 2 * self.count * n / total
         self.count = total
         self.binary &= ((values == 0) | (values == 1)).all(axis=0)
+
+    def combine(self, other: RunningMoments) -> None:
+        """Add the rows ``other`` has seen (Chan's parallel combination)."""
+        if not other.count:
+            return
+        delta, total = other.mean - self.mean, self.count + other.count
+        self.mean = self.mean + delta * other.count / total
+        self.m2 = self.m2 + other.m2 + delta ** 2 * self.count * other.count / total
+        self.count = total
+        self.binary &= other.binary
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "mean": self.mean.tolist(), "m2": self.m2.tolist(), "binary": self.binary.tolist()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunningMoments:
+        moments = cls(len(data["mean"]))
+        moments.count, moments.mean, moments.m2 = int(data["count"]), np.array(data["mean"]), np.array(data["m2"])
+        moments.binary = np.array(data["binary"], dtype=bool)
+        return moments
 
     def result(self) -> dict[str, list]:
         std = np.sqrt(self.m2 / max(self.count, 1))

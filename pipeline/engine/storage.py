@@ -79,10 +79,14 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write small arrays as one uncompressed .npz, atomically."""
-    with atomic_open(path) as handle:
-        np.savez(handle, **arrays)
+def save_npz(path: Path, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
+    """Write small arrays as one .npz, atomically; ``compress`` deflates them (level 1: fast)."""
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with atomic_open(path) as handle, zipfile.ZipFile(handle, "w", method, compresslevel=1 if compress else None,
+                                                      allowZip64=True) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def remove_stale_temps(folder: Path) -> int:
@@ -171,13 +175,14 @@ def write_npy(path: Path, chunks: Iterator[np.ndarray], dtype: np.dtype, row_sha
 
 
 class NpzWriter:
-    """Writes an uncompressed .npz member by member, each member streamed in chunks.
+    """Writes an .npz member by member, each member streamed in chunks; ``compress`` deflates them (level 1).
 
     Use it as a context manager: the archive is closed (its directory written) on exit.
     """
 
-    def __init__(self, handle: IO[bytes]):
-        self.zip = zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True)
+    def __init__(self, handle: IO[bytes], compress: bool = False):
+        method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+        self.zip = zipfile.ZipFile(handle, "w", method, allowZip64=True, compresslevel=1 if compress else None)
 
     def __enter__(self) -> NpzWriter:
         return self

@@ -23,12 +23,11 @@ from pipeline.engine.batches import (
     summary_line,
     verify_batch,
 )
-from pipeline.engine.cleanup import batches_left, intermediates_left, remove_batches, remove_intermediates
-from pipeline.engine.explain import check_splits, split_rows
+from pipeline.engine.cleanup import file_outputs_left, intermediates_left, remove_file_outputs, remove_intermediates
 from pipeline.engine.merge import merge_batches, merge_is_complete
 from pipeline.engine.plan import Plan, plan_for
 from pipeline.engine.progress import TaskProgress
-from pipeline.engine.split import DamagedMergeError, split_dataset, split_is_complete
+from pipeline.engine.split import DamagedBatchError, split_dataset, split_is_complete
 from pipeline.engine.storage import write_json
 from pipeline.engine.targets import CheckedTarget
 from pipeline.errors import PipelineError
@@ -107,10 +106,12 @@ def dataset_bytes(plan: Plan) -> int:
 
 
 class MergeBatches(DatasetTask):
-    """Stream every batch into ``merged/<array>.npy``; re-runs alone on existing batches."""
+    """Decide the dataset from the batch records (``merged/manifest.json``); copies no rows; re-runs alone."""
 
-    cleanup = luigi.BoolParameter(description="once merged/ is written, delete the batches it read (intermediate/); "
-                                              "without it they are kept. To stop after the batches, run BuildBatches")
+    cleanup = luigi.BoolParameter(description="once merged, delete the per-file outputs (files/) the batches "
+                                              "replace; the batches stay: the split reads them (there is no merged "
+                                              "copy). Without it they are kept. To stop after the batches, run "
+                                              "BuildBatches")
 
     def requires(self) -> BuildBatches | list:
         return [] if merge_is_complete(self.plan) else BuildBatches(recipe=self.recipe)  # [] when only cleaning up
@@ -120,7 +121,7 @@ class MergeBatches(DatasetTask):
         return CheckedTarget(plan.layout.merged_manifest, lambda: merge_is_complete(plan))
 
     def complete(self) -> bool:
-        return super().complete() and not (self.cleanup and batches_left(self.plan))
+        return super().complete() and not (self.cleanup and file_outputs_left(self.plan))
 
     def progress_weight(self) -> float:
         return dataset_bytes(self.plan)
@@ -129,7 +130,7 @@ class MergeBatches(DatasetTask):
         if not merge_is_complete(self.plan):
             remerge(self, self.plan)
         if self.cleanup:
-            remove_batches(self.plan)
+            remove_file_outputs(self.plan)
 
 
 def remerge(task: luigi.Task, plan: Plan) -> None:
@@ -149,7 +150,7 @@ def remerge(task: luigi.Task, plan: Plan) -> None:
     for batch in batches_off_layout(plan, layout):
         build_batch(plan, batch, TaskProgress(task, f"files of batch {batch.index}"), **batch_settings(),
                     dataset_layout=layout)
-    merge_batches(plan, streaming().chunk_bytes, TaskProgress(task, "arrays"))
+    merge_batches(plan)
 
 
 class SplitDataset(DatasetTask):
@@ -174,13 +175,12 @@ class SplitDataset(DatasetTask):
     def run(self) -> None:
         plan = self.plan
         if not split_is_complete(plan):
-            check_splits(plan, split_rows(plan, streaming().chunk_bytes), logger.warning)
             try:
-                stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"))
-            except DamagedMergeError as exc:  # rebuilt once from verified batches; never split as it is
-                logger.warning("%s; merging again from verified batches", exc)
+                stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"), logger.warning)
+            except DamagedBatchError as exc:  # rebuilt once and merged again; never split as it is
+                logger.warning("%s; rebuilding them and merging again", exc)
                 remerge(self, plan)
-                stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"))
+                stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"), logger.warning)
             logger.info("Summary of %s: %s; final outputs in %s", plan.recipe.name, summary_line(stats),
                         plan.layout.final)
         if self.cleanup:
