@@ -2,11 +2,13 @@
 
 ``luigi --module pipeline BuildDataset --recipe recipe.toml`` imports this package,
 which exposes the tasks, makes recipe errors print as one clear line and gives Luigi the
-project's exit codes (``[retcode]``) wherever the command starts, unless a config file sets them.
+project's exit codes (``[retcode]``) and heavy-stage resource limits (``[resources]``) wherever the
+command starts, unless a config file sets them.
 """
 
 import logging
 
+from pipeline.config import set_resource_defaults
 from pipeline.errors import PipelineError
 from pipeline.exitcodes import set_retcode_defaults
 from pipeline.tasks import *  # noqa: F403 - the tasks are what `luigi --module pipeline` looks for
@@ -25,3 +27,4 @@ class _ClearErrors(logging.Filter):
 
 logging.getLogger("luigi-interface").addFilter(_ClearErrors())
 set_retcode_defaults()
+set_resource_defaults()

@@ -15,12 +15,14 @@ already, so that ``luigi --module pipeline`` stops the same way.
 from __future__ import annotations
 
 import logging
+import re
 
 import luigi
 import luigi.cmdline_parser
 
 from pipeline import interrupts
 from pipeline.config import progress
+from pipeline.engine.batches import clear_stop_markers, run_token
 from pipeline.engine.console import RunConsole
 from pipeline.engine.layout import Layout, claim
 from pipeline.engine.progress import RunRecord
@@ -30,6 +32,8 @@ from pipeline.tasks.dataset import DatasetTask
 
 logger = logging.getLogger("luigi-interface")
 SUMMARY_END = "===== Luigi Execution Summary ====="
+RUN_ELSEWHERE = re.compile(r"being run by (another|other) worker")
+"""How Luigi's summary says that tasks of the run were running on another worker (another host, or command)."""
 
 
 def layout_of(task: DatasetTask) -> Layout:
@@ -45,6 +49,10 @@ class RunWatch:
         self.layouts: dict[str, Layout] = {}
         self.signals = False
         """Whether this run installed the signal handlers (and so restores them)."""
+        self.elsewhere = False
+        """Whether the last run's summary said tasks were running on another worker."""
+        self.attempted: set[str] = set()
+        """The recipes whose stop markers this command cleared (once per command, however many runs it makes)."""
 
     def scheduled(self, task: luigi.Task) -> None:
         """``task`` is incomplete and will run: count it in the progress."""
@@ -68,11 +76,17 @@ class RunWatch:
     def _layout(self, task: DatasetTask) -> Layout:
         """The layout of ``task``'s dataset; the first time in a run, its dead writers' temps are removed.
 
-        Every folder (report and monitor too), whatever stage the run starts at.
+        Every folder (report and monitor too), whatever stage the run starts at. Before any
+        worker starts, this command's run token is set (forked and spawned workers inherit it)
+        and, once per command, earlier attempts' stop markers are removed: a new command is a new attempt.
         """
         if task.recipe not in self.layouts:
-            self.layouts[task.recipe] = layout_of(task)
-            remove_stale_temps(self.layouts[task.recipe].root)
+            layout = self.layouts[task.recipe] = layout_of(task)
+            remove_stale_temps(layout.root)
+            run_token()
+            if task.recipe not in self.attempted:
+                clear_stop_markers(layout)
+                self.attempted.add(task.recipe)
         return self.layouts[task.recipe]
 
     def finish(self) -> list[str]:
@@ -134,14 +148,16 @@ def _failed(task: DatasetTask, _exception: BaseException) -> None:
 class _RunEnd(logging.Filter):
     """Erase the progress bar before each log line; at Luigi's execution summary, end the run.
 
-    The summary is the main process's last word on a run: the console stops there and the
-    summary gains a line per dataset saying where its report is.
+    The summary is the main process's last word on a run: the console stops there, the
+    summary gains a line per dataset saying where its report is, and whether tasks ran on
+    another worker is noted (python -m pipeline then waits for them).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if WATCH.console:
             WATCH.console.clear()
         if isinstance(record.msg, str) and record.msg.rstrip().endswith(SUMMARY_END):
+            WATCH.elsewhere = bool(RUN_ELSEWHERE.search(record.msg))
             lines = WATCH.finish()
             if lines:
                 head, _, _ = record.msg.rstrip().rpartition(SUMMARY_END)
