@@ -18,7 +18,9 @@ import time
 
 import luigi
 import luigi.cmdline_parser
+import luigi.interface
 import luigi.retcodes
+import luigi.rpc
 
 from pipeline import exitcodes, interrupts, upkeep
 from pipeline.config import processing
@@ -75,7 +77,7 @@ def build(argv: list[str]) -> int:
     """Run Luigi's command with the workers resolved; its exit code (see the module's docstring).
 
     Luigi says "run by another worker" (10) or "not run" (25) for a task another host ran or
-    runs: the build is then complete (0), or still running elsewhere (look again), or not done.
+    runs: the build is then complete (0), or still being worked on (look again), or not done.
     """
     try:
         rest, requested = split_workers(argv)
@@ -85,18 +87,20 @@ def build(argv: list[str]) -> int:
         return exitcodes.USAGE
     argv = ["--module", "pipeline", *rest, "--workers", str(workers)]
     retcodes, poll_s = luigi.retcodes.retcode(), processing().others_poll_s
-    code, others_before = run_luigi(argv), False
-    while code in (retcodes.already_running, retcodes.not_run):
-        if root_task(argv).complete():
+    code, busy_before = run_luigi(argv), False
+    while WATCH.summarised and code in (retcodes.already_running, retcodes.not_run):
+        task = root_task(argv)
+        if task.complete():
             code = exitcodes.SUCCESS
-        elif poll_s > 0 and (WATCH.elsewhere or others_before):
-            # Another worker runs some of the tasks: look again until they are done or fail. Once more after it
-            # stopped: a dead worker's tasks were failed by the scheduler during this run, the next one takes them.
-            others_before = WATCH.elsewhere
-            time.sleep(poll_s)
-            code = run_luigi([*argv, "--no-lock"])  # this process holds Luigi's lock already
-            continue
-        break
+            break
+        busy = WATCH.worked or running_elsewhere(argv, task)
+        if poll_s <= 0 or not (busy or busy_before):
+            break
+        # Tasks ran here or run on another worker: look again until the build is done or fails; once more after
+        # they stopped, as a dead worker's tasks were failed by the scheduler meanwhile and the next run takes them.
+        busy_before = busy
+        time.sleep(poll_s)
+        code = run_luigi([*argv, "--no-lock"])  # this process holds Luigi's lock already
     if isinstance(code, str):  # Luigi's "No task specified"
         print(f"error: {code}; {USAGE}", file=sys.stderr)
         return exitcodes.USAGE
@@ -105,9 +109,20 @@ def build(argv: list[str]) -> int:
     return skipped_files_code(root_task(argv))
 
 
+def running_elsewhere(argv: list[str], task: luigi.Task) -> bool:
+    """Whether the central scheduler of ``argv`` has a task of ``task``'s recipe running, on any worker."""
+    with luigi.cmdline_parser.CmdlineParser.global_instance(argv):
+        core = luigi.interface.core()
+    if core.local_scheduler or not hasattr(task, "recipe"):
+        return False
+    url = core.scheduler_url or f"http://{core.scheduler_host}:{core.scheduler_port}/"
+    running = luigi.rpc.RemoteScheduler(url).task_list(status="RUNNING", upstream_status="")
+    return any(entry.get("params", {}).get("recipe") == task.recipe for entry in running.values())
+
+
 def run_luigi(argv: list[str]) -> int | str:
     """One run of Luigi's command: its exit code (a message when Luigi exits with one)."""
-    WATCH.elsewhere = False
+    WATCH.summarised = WATCH.worked = False
     try:
         luigi.retcodes.run_with_retcodes(argv)
     except SystemExit as done:

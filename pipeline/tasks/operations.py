@@ -32,8 +32,8 @@ from pipeline.tasks.dataset import DatasetTask
 
 logger = logging.getLogger("luigi-interface")
 SUMMARY_END = "===== Luigi Execution Summary ====="
-RUN_ELSEWHERE = re.compile(r"being run by (another|other) worker")
-"""How Luigi's summary says that tasks of the run were running on another worker (another host, or command)."""
+WORKED = re.compile(r"ran successfully|being run by (another|other) worker")
+"""How Luigi's summary says that tasks ran in this run or were running on another worker (another host)."""
 
 
 def layout_of(task: DatasetTask) -> Layout:
@@ -49,8 +49,9 @@ class RunWatch:
         self.layouts: dict[str, Layout] = {}
         self.signals = False
         """Whether this run installed the signal handlers (and so restores them)."""
-        self.elsewhere = False
-        """Whether the last run's summary said tasks were running on another worker."""
+        self.summarised = self.worked = False
+        """Whether the last run reached Luigi's summary (not so when Luigi's process lock refused it), and whether
+        that said tasks ran, here or on another worker."""
         self.attempted: set[str] = set()
         """The recipes whose stop markers this command cleared (once per command, however many runs it makes)."""
 
@@ -149,15 +150,15 @@ class _RunEnd(logging.Filter):
     """Erase the progress bar before each log line; at Luigi's execution summary, end the run.
 
     The summary is the main process's last word on a run: the console stops there, the
-    summary gains a line per dataset saying where its report is, and whether tasks ran on
-    another worker is noted (python -m pipeline then waits for them).
+    summary gains a line per dataset saying where its report is, and whether tasks ran, here or
+    on another worker, is noted (python -m pipeline then looks again).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if WATCH.console:
             WATCH.console.clear()
         if isinstance(record.msg, str) and record.msg.rstrip().endswith(SUMMARY_END):
-            WATCH.elsewhere = bool(RUN_ELSEWHERE.search(record.msg))
+            WATCH.summarised, WATCH.worked = True, bool(WORKED.search(record.msg))
             lines = WATCH.finish()
             if lines:
                 head, _, _ = record.msg.rstrip().rpartition(SUMMARY_END)
