@@ -2,11 +2,18 @@
 
 ``luigi --module pipeline BuildDataset --recipe recipe.toml`` imports this package,
 which exposes the tasks, makes recipe errors print as one clear line and gives Luigi the
-project's exit codes (``[retcode]``) wherever the command starts, unless a config file sets them.
+project's exit codes (``[retcode]``) and heavy-stage resource limits (``[resources]``) wherever the
+command starts, unless a config file sets them. In a worker process started by spawn or
+forkserver (which inherits no logging set-up), it sets up Luigi's logging as the main process has it.
 """
 
 import logging
+import multiprocessing
 
+import luigi.interface
+from luigi.setup_logging import InterfaceLogging
+
+from pipeline.config import set_resource_defaults
 from pipeline.errors import PipelineError
 from pipeline.exitcodes import set_retcode_defaults
 from pipeline.tasks import *  # noqa: F403 - the tasks are what `luigi --module pipeline` looks for
@@ -24,4 +31,7 @@ class _ClearErrors(logging.Filter):
 
 
 logging.getLogger("luigi-interface").addFilter(_ClearErrors())
+if multiprocessing.current_process().name != "MainProcess" and not logging.getLogger("luigi-interface").handlers:
+    InterfaceLogging.setup(luigi.interface.core())  # a spawned worker: its tasks log as a forked one's do
 set_retcode_defaults()
+set_resource_defaults()

@@ -2,7 +2,10 @@
 
 ``<Task>`` is Luigi's command (``luigi --module pipeline <Task> ...``), except that the number
 of worker processes comes from ``--workers`` or else ``[processing] workers`` (luigi.cfg), is
-refused when 0 or negative and capped to the CPU count with a warning; a ``BuildDataset``
+refused when 0 or negative and capped to the CPU count with a warning; a build that another
+worker (another host against the same luigid) completed exits 0, and while tasks of it run
+elsewhere it runs again every ``[processing] others_poll_s`` seconds until it is complete or
+something fails; a ``BuildDataset``
 that completes while input files failed exits 5; SIGINT and SIGTERM stop every worker and
 exit 130 and 143 with one line. ``status`` and ``cleanup`` need no scheduler. Every exit code
 is in pipeline/exitcodes.py and docs/operations.md.
@@ -11,9 +14,13 @@ is in pipeline/exitcodes.py and docs/operations.md.
 from __future__ import annotations
 
 import sys
+import time
 
+import luigi
 import luigi.cmdline_parser
+import luigi.interface
 import luigi.retcodes
+import luigi.rpc
 
 from pipeline import exitcodes, interrupts, upkeep
 from pipeline.config import processing
@@ -46,10 +53,14 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def skipped_files_code(argv: list[str]) -> int:
-    """:data:`exitcodes.SKIPPED_FILES` when ``argv`` built a dataset whose input files partly failed, else 0."""
+def root_task(argv: list[str]) -> luigi.Task:
+    """The task ``argv`` names (Luigi's command line, parsed again)."""
     with luigi.cmdline_parser.CmdlineParser.global_instance(argv) as command:
-        task = command.get_task_obj()
+        return command.get_task_obj()
+
+
+def skipped_files_code(task: luigi.Task) -> int:
+    """:data:`exitcodes.SKIPPED_FILES` when ``task`` built a dataset whose input files partly failed, else 0."""
     if not isinstance(task, BuildDataset):
         return exitcodes.SUCCESS
     recipe = load_recipe(task.recipe)
@@ -63,7 +74,11 @@ def skipped_files_code(argv: list[str]) -> int:
 
 
 def build(argv: list[str]) -> int:
-    """Run Luigi's command with the workers resolved; its exit code (see the module's docstring)."""
+    """Run Luigi's command with the workers resolved; its exit code (see the module's docstring).
+
+    Luigi says "run by another worker" (10) or "not run" (25) for a task another host ran or
+    runs: the build is then complete (0), or still being worked on (look again), or not done.
+    """
     try:
         rest, requested = split_workers(argv)
         workers = resolve_workers(requested, processing().workers, warn=warn)
@@ -71,15 +86,48 @@ def build(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exitcodes.USAGE
     argv = ["--module", "pipeline", *rest, "--workers", str(workers)]
+    retcodes, poll_s = luigi.retcodes.retcode(), processing().others_poll_s
+    code, busy_before = run_luigi(argv), False
+    while WATCH.summarised and code in (retcodes.already_running, retcodes.not_run):
+        task = root_task(argv)
+        if task.complete():
+            code = exitcodes.SUCCESS
+            break
+        busy = WATCH.worked or running_elsewhere(argv, task)
+        if poll_s <= 0 or not (busy or busy_before):
+            break
+        # Tasks ran here or run on another worker: look again until the build is done or fails; once more after
+        # they stopped, as a dead worker's tasks were failed by the scheduler meanwhile and the next run takes them.
+        busy_before = busy
+        time.sleep(poll_s)
+        code = run_luigi([*argv, "--no-lock"])  # this process holds Luigi's lock already
+    if isinstance(code, str):  # Luigi's "No task specified"
+        print(f"error: {code}; {USAGE}", file=sys.stderr)
+        return exitcodes.USAGE
+    if code or HELP.intersection(argv):
+        return code or exitcodes.SUCCESS
+    return skipped_files_code(root_task(argv))
+
+
+def running_elsewhere(argv: list[str], task: luigi.Task) -> bool:
+    """Whether the central scheduler of ``argv`` has a task of ``task``'s recipe running, on any worker."""
+    with luigi.cmdline_parser.CmdlineParser.global_instance(argv):
+        core = luigi.interface.core()
+    if core.local_scheduler or not hasattr(task, "recipe"):
+        return False
+    url = core.scheduler_url or f"http://{core.scheduler_host}:{core.scheduler_port}/"
+    running = luigi.rpc.RemoteScheduler(url).task_list(status="RUNNING", upstream_status="")
+    return any(entry.get("params", {}).get("recipe") == task.recipe for entry in running.values())
+
+
+def run_luigi(argv: list[str]) -> int | str:
+    """One run of Luigi's command: its exit code (a message when Luigi exits with one)."""
+    WATCH.summarised = WATCH.worked = False
     try:
         luigi.retcodes.run_with_retcodes(argv)
     except SystemExit as done:
-        if isinstance(done.code, str):  # Luigi's "No task specified"
-            print(f"error: {done.code}; {USAGE}", file=sys.stderr)
-            return exitcodes.USAGE
-        if done.code or HELP.intersection(argv):
-            return done.code or exitcodes.SUCCESS
-    return skipped_files_code(argv)
+        return done.code or exitcodes.SUCCESS
+    return exitcodes.SUCCESS
 
 
 def show_status(recipe: Recipe, verify: bool = False) -> int:

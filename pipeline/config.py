@@ -1,8 +1,38 @@
-"""Engine settings from luigi.cfg: one luigi.Config class per concern, section = class name."""
+"""Engine settings from luigi.cfg: one luigi.Config class per concern, section = class name; the heavy stages'
+scheduler resources (Luigi's own ``[resources]``)."""
 
 from __future__ import annotations
 
+import configparser
+
 import luigi
+import luigi.configuration
+
+HEAVY = {"merge": "pipeline_merge", "split": "pipeline_split", "universe": "pipeline_universe",
+         "tracking": "pipeline_tracking"}
+"""The scheduler resource each heavy stage takes one of while it runs (MergeBatches, SplitDataset, AnalyseChunk and
+ConsolidateUniverse, TrackParticles): the scheduler's ``[resources]`` caps how many run at once over all its workers."""
+RESOURCE_DEFAULT = 64
+"""How many of each a scheduler allows unless its ``[resources]`` sets it (Luigi's own default is 1)."""
+
+
+def set_defaults(section: str, values: dict[str, int], config=None) -> None:
+    """Set every key of ``values`` in ``section`` of Luigi's config unless a config file already set it."""
+    config = config if config is not None else luigi.configuration.get_config()
+    if isinstance(config, configparser.ConfigParser) and not config.has_section(section):
+        config.add_section(section)
+    for key, value in values.items():
+        if not config.has_option(section, key):
+            config.set(section, key, str(value))
+
+
+def set_resource_defaults(config=None) -> None:
+    """Give every :data:`HEAVY` resource :data:`RESOURCE_DEFAULT` unless a config file sets it.
+
+    This reaches the schedulers of the processes that import ``pipeline`` (the local scheduler);
+    luigid reads only its own config (docs/scale-out.md).
+    """
+    set_defaults("resources", dict.fromkeys(HEAVY.values(), RESOURCE_DEFAULT), config)
 
 
 class streaming(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section
@@ -39,6 +69,10 @@ class processing(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg 
     checkpoint_ms = luigi.FloatParameter(
         default=0.0, description="a file processed faster than this (ms) gets no output of its own and is redone "
                                  "after a crash; 0 keeps every file's output (resume per file)")
+    others_poll_s = luigi.FloatParameter(
+        default=5.0, description="while tasks of the build run on another worker (another host), python -m pipeline "
+                                 "looks again this often and exits once the build is complete or a task fails; "
+                                 "0: exit at once with Luigi's code 10")
 
 
 class progress(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section

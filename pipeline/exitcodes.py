@@ -8,9 +8,7 @@ in every ``[retcode]`` key that no config file set.
 
 from __future__ import annotations
 
-import configparser
-
-import luigi.configuration
+from pipeline.config import set_defaults
 
 SUCCESS = 0
 USAGE = 2
@@ -37,9 +35,4 @@ def interrupted(signum: int) -> int:
 
 def set_retcode_defaults(config=None) -> None:
     """Give every ``[retcode]`` key its code from :data:`RETCODES` unless a config file already set it."""
-    config = config if config is not None else luigi.configuration.get_config()
-    if isinstance(config, configparser.ConfigParser) and not config.has_section("retcode"):
-        config.add_section("retcode")
-    for key, code in RETCODES.items():
-        if not config.has_option("retcode", key):
-            config.set("retcode", key, str(code))
+    set_defaults("retcode", RETCODES, config)

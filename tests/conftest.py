@@ -14,6 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = next((p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()),
                    ROOT.parent / "shared" / "data")  # beside the checkout, or above a worktree folder
 os.environ.setdefault("LUIGI_CONFIG_PATH", str(ROOT / "luigi.cfg"))
+START_METHOD = "PIPELINE_TEST_START_METHOD"
+"""Set it (spawn, forkserver) to run the tests' pipeline runs with that multiprocessing start method."""
+
+
+def python_path(*folders: Path) -> str:
+    """PYTHONPATH of a run: ``folders``, and tests/start_method when START_METHOD is set."""
+    chosen = [*folders, *([Path(__file__).parent / "start_method"] if os.environ.get(START_METHOD) else [])]
+    return os.pathsep.join(str(folder) for folder in chosen)
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +43,7 @@ def outside_env() -> dict[str, str]:
 
 
 def luigi_env() -> dict[str, str]:
-    return {**outside_env(), "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg"), "PYTHONPATH": str(ROOT)}
+    return {**outside_env(), "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg"), "PYTHONPATH": python_path(ROOT)}
 
 
 def luigi_command(task: str, recipe: Path, *extra: str) -> list[str]:

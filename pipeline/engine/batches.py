@@ -10,6 +10,7 @@ is written last and is what marks the batch complete.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.engine.discovery import InputFile, refusal
+from pipeline.engine.layout import Layout
 from pipeline.engine.plan import Batch, Plan
 from pipeline.engine.provenance import file_rows
 from pipeline.engine.splitting import RunningMoments, assign_splits, split_key
@@ -64,11 +66,12 @@ def describe(record: dict[str, Any]) -> str:
 BAD_INPUT = (BadInputError, ValueError, UnicodeError, EOFError, zipfile.BadZipFile)
 """Exceptions that mean the input file is bad: remembered as the file's result."""
 RUN_TOKEN = "PIPELINE_RUN_TOKEN"
-"""Environment variable naming the current run (set once per command, shared by its workers)."""
+"""Environment variable naming the current command (set by its main process before any worker starts, so
+forked and spawned workers alike inherit it)."""
 
 
 def run_token() -> str:
-    """This run's token: files that failed for a passing reason are tried again in a new run."""
+    """This command's token: files that failed for a passing reason are tried again by a new command."""
     return os.environ.setdefault(RUN_TOKEN, uuid.uuid4().hex)
 
 
@@ -185,7 +188,10 @@ def failure_limit(max_failures: int | float, files: int) -> int:
 
 
 def stop_the_run(plan: Plan, first: dict[str, Any]) -> str:
-    """Record the run's first failure (the first writer wins); return the failure that stops it."""
+    """Record the run's first failure (the first writer wins); return the failure that stops it.
+
+    The marker is named by the plan's run id, the same on every host and in every process.
+    """
     marker = plan.layout.stop_marker(plan.run_id)
     marker.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -194,6 +200,14 @@ def stop_the_run(plan: Plan, first: dict[str, Any]) -> str:
     except FileExistsError:
         pass
     return marker.read_text()
+
+
+def clear_stop_markers(layout: Layout) -> None:
+    """Remove every stop marker: a new command is a new attempt, and a complete build has nothing to stop."""
+    for marker in layout.stop.glob("*.txt"):
+        marker.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        layout.stop.rmdir()
 
 
 def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold_bytes: int = 0,
@@ -208,7 +222,7 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
     Rows of up to ``hold_bytes`` stay in memory for writing the batch file; files beyond
     that budget are read back from their outputs, so memory stays bounded. Under
     ``on_error = "fail"`` the first failure anywhere in the run stops every batch before
-    its next file (a marker file shared by all workers); the error names it.
+    its next file (a marker file shared by all workers of all hosts); the error names it.
     """
     layout, recipe = plan.layout, plan.recipe
     stop = layout.stop_marker(plan.run_id)

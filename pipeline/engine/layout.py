@@ -128,9 +128,14 @@ class Layout:
         """A byte output a kind made for one input file (e.g. a command's stdout)."""
         return self.files / f"{relative}.{name}"
 
+    @property
+    def stop(self) -> Path:
+        """The stop markers of runs under on_error = "fail" (engine/batches.py)."""
+        return self.root / "stop"
+
     def stop_marker(self, run_id: str) -> Path:
-        """Holds the first failure of a run under on_error = "fail"; every worker stops on it."""
-        return self.root / "stop" / f"{run_id}.txt"
+        """Holds the first failure of a run under on_error = "fail"; every worker of every host stops on it."""
+        return self.stop / f"{run_id}.txt"
 
     def batch(self, index: int) -> Path:
         return self.intermediate / f"batch_{index:04d}.npz"

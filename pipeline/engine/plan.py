@@ -10,9 +10,7 @@ rebuilt, so a changed reader or engine rebuilds what it affects without a versio
 from __future__ import annotations
 
 import functools
-import os
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pipeline.engine.discovery import InputFile, discover
 from pipeline.engine.layout import Layout
@@ -48,8 +46,11 @@ class Plan:
     batches: tuple[Batch, ...]
     merge_fingerprint: str
     split_fingerprint: str
-    run_id: str = field(default_factory=lambda: f"{os.getpid()}-{time.time_ns()}")
-    """Identifies this run (Luigi's worker processes inherit the plan, so they share it)."""
+
+    @property
+    def run_id(self) -> str:
+        """The run every host and process shares: what it builds (the split's fingerprint covers every batch)."""
+        return self.split_fingerprint
 
     @property
     def file_count(self) -> int:
@@ -76,7 +77,8 @@ def make_plan(recipe: Recipe, files: list[InputFile]) -> Plan:
 
 @functools.lru_cache(maxsize=8)
 def plan_for(recipe: Recipe) -> Plan:
-    """The plan of ``recipe``, discovered once per process (Luigi's workers inherit it)."""
+    """The plan of ``recipe``, discovered once per process (a forked worker inherits it, a spawned one discovers
+    the same plan again)."""
     return make_plan(recipe, discover(recipe.input_dir, recipe.pattern))
 
 

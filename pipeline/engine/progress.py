@@ -1,7 +1,7 @@
 """A running task's progress: to the scheduler (UI) as percentage and status, and to its run record.
 
 The run record (``monitor/<task id>.json`` below the dataset's output folder, see
-``Layout.monitor``) is a small JSON file rewritten atomically: state, timing, done/total,
+``Layout.monitor``) is a small JSON file rewritten atomically: host and pid, state, timing, done/total,
 failures, time spent waiting for resources and peak memory. The terminal progress of the
 main process and the run report read these files, so progress from every worker process
 is seen whatever scheduler runs the tasks.
@@ -19,7 +19,7 @@ import luigi
 
 from pipeline.config import guard
 from pipeline.engine.resources import Limits, peak_memory_mb, reset_peak_memory, wait_for_resources
-from pipeline.engine.storage import read_json, write_json
+from pipeline.engine.storage import HOST, read_json, write_json
 
 logger = logging.getLogger("luigi-interface")
 
@@ -31,9 +31,9 @@ class RunRecord:
         self.path = folder / f"{task.task_id}.json"
         self.data: dict[str, Any] = {
             "task": task.task_id, "family": task.task_family, "params": task.to_str_params(),
-            "pid": os.getpid(), "state": "running", "started": time.time(), "finished": None, "seconds": None,
-            "unit": None, "done": 0, "total": 0, "failures": 0, "records": None, "waited_s": 0.0, "status": "",
-            "peak_rss_mb": None,
+            "host": HOST, "pid": os.getpid(), "state": "running", "started": time.time(), "finished": None,
+            "seconds": None, "unit": None, "done": 0, "total": 0, "failures": 0, "records": None, "waited_s": 0.0,
+            "status": "", "peak_rss_mb": None,
         }
         reset_peak_memory()
         self.save()

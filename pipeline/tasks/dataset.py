@@ -12,12 +12,13 @@ from pathlib import Path
 import luigi
 
 from pipeline import upkeep
-from pipeline.config import processing, streaming
+from pipeline.config import HEAVY, processing, streaming
 from pipeline.engine.batches import (
     batch_is_complete,
     batch_records,
     batches_off_layout,
     build_batch,
+    clear_stop_markers,
     dataset_layout,
     summarise,
     summary_line,
@@ -108,6 +109,8 @@ def dataset_bytes(plan: Plan) -> int:
 class MergeBatches(DatasetTask):
     """Decide the dataset from the batch records (``merged/manifest.json``); copies no rows; re-runs alone."""
 
+    resources = {HEAVY["merge"]: 1}
+
     cleanup = luigi.BoolParameter(description="once merged, delete the per-file outputs (files/) the batches "
                                               "replace; the batches stay: the split reads them (there is no merged "
                                               "copy). Without it they are kept. To stop after the batches, run "
@@ -156,6 +159,8 @@ def remerge(task: luigi.Task, plan: Plan) -> None:
 class SplitDataset(DatasetTask):
     """Assign rows to train/val/test by group and write ``final/``."""
 
+    resources = {HEAVY["split"]: 1}
+
     cleanup = luigi.BoolParameter(description="once final/ is written, delete the intermediates it was made from "
                                               "(files/, the batches, merged/) as Cleanup does; else they are kept")
 
@@ -183,6 +188,7 @@ class SplitDataset(DatasetTask):
                 stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"), logger.warning)
             logger.info("Summary of %s: %s; final outputs in %s", plan.recipe.name, summary_line(stats),
                         plan.layout.final)
+        clear_stop_markers(plan.layout)  # the run is complete
         if self.cleanup:
             remove_intermediates(plan)
 
@@ -202,6 +208,7 @@ class SummariseFiles(DatasetTask):
         summary = summarise(plan, batch_records(plan))
         write_json(plan.layout.stats, {"dataset": plan.recipe.name, "kind": plan.recipe.kind.name,
                                        "fingerprint": plan.merge_fingerprint, **summary})
+        clear_stop_markers(plan.layout)  # the run is complete
         logger.info("Summary of %s: %s; outputs in %s", plan.recipe.name, summary_line(summary), plan.layout.files)
 
 

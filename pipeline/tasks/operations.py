@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.parse
 import urllib.request
 
@@ -29,6 +30,7 @@ import luigi.interface
 
 from pipeline import interrupts
 from pipeline.config import progress
+from pipeline.engine.batches import clear_stop_markers, run_token
 from pipeline.engine.console import RunConsole, Snapshot, describe
 from pipeline.engine.layout import Layout, claim
 from pipeline.engine.progress import RunRecord
@@ -38,6 +40,8 @@ from pipeline.tasks.dataset import DatasetTask
 
 logger = logging.getLogger("luigi-interface")
 SUMMARY_END = "===== Luigi Execution Summary ====="
+WORKED = re.compile(r"ran successfully|being run by (another|other) worker")
+"""How Luigi's summary says that tasks ran in this run or were running on another worker (another host)."""
 
 
 def layout_of(task: DatasetTask) -> Layout:
@@ -92,6 +96,11 @@ class RunWatch:
         self.layouts: dict[str, Layout] = {}
         self.signals = False
         """Whether this run installed the signal handlers (and so restores them)."""
+        self.summarised = self.worked = False
+        """Whether the last run reached Luigi's summary (not so when Luigi's process lock refused it), and whether
+        that said tasks ran, here or on another worker."""
+        self.attempted: set[str] = set()
+        """The recipes whose stop markers this command cleared (once per command, however many runs it makes)."""
 
     def scheduled(self, task: luigi.Task) -> None:
         """``task`` is incomplete and will run: count it in the progress."""
@@ -115,11 +124,17 @@ class RunWatch:
     def _layout(self, task: DatasetTask) -> Layout:
         """The layout of ``task``'s dataset; the first time in a run, its dead writers' temps are removed.
 
-        Every folder (report and monitor too), whatever stage the run starts at.
+        Every folder (report and monitor too), whatever stage the run starts at. Before any
+        worker starts, this command's run token is set (forked and spawned workers inherit it)
+        and, once per command, earlier attempts' stop markers are removed: a new command is a new attempt.
         """
         if task.recipe not in self.layouts:
-            self.layouts[task.recipe] = layout_of(task)
-            remove_stale_temps(self.layouts[task.recipe].root)
+            layout = self.layouts[task.recipe] = layout_of(task)
+            remove_stale_temps(layout.root)
+            run_token()
+            if task.recipe not in self.attempted:
+                clear_stop_markers(layout)
+                self.attempted.add(task.recipe)
         return self.layouts[task.recipe]
 
     def finish(self) -> list[str]:
@@ -181,12 +196,14 @@ def _failed(task: DatasetTask, _exception: BaseException) -> None:
 class _RunEnd(logging.Filter):
     """At Luigi's execution summary, end the run.
 
-    The summary is the main process's last word on a run: the console stops there and the
-    summary gains a line per dataset saying where its report is.
+    The summary is the main process's last word on a run: the console stops there, the
+    summary gains a line per dataset saying where its report is, and whether tasks ran, here or
+    on another worker, is noted (python -m pipeline then looks again).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and record.msg.rstrip().endswith(SUMMARY_END):
+            WATCH.summarised, WATCH.worked = True, bool(WORKED.search(record.msg))
             lines = WATCH.finish()
             if lines:
                 head, _, _ = record.msg.rstrip().rpartition(SUMMARY_END)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import luigi
 
+from pipeline.config import HEAVY
 from pipeline.engine.progress import TaskProgress
 from pipeline.engine.targets import CheckedTarget
 from pipeline.errors import PipelineError
@@ -59,6 +60,8 @@ class PtvChunk(PtvTask):
 
 class TrackParticles(PtvTask):
     """Tracking over all frames once every chunk is done: ``res/``, ``img/``, trajectories and summary."""
+
+    resources = {HEAVY["tracking"]: 1}
 
     def requires(self) -> list[PtvChunk]:
         plan = self.valid_plan()

@@ -15,7 +15,7 @@ import time
 import luigi
 import psutil
 
-from pipeline.config import series
+from pipeline.config import HEAVY, series
 from pipeline.engine.progress import TaskProgress
 from pipeline.engine.records import record_path
 from pipeline.engine.series import SeriesLayout, parse_selection, resolve_selection
@@ -97,6 +97,7 @@ class AnalyseChunk(TicksTask):
 
     chunk = luigi.IntParameter(description="chunk number (1-based)")
     universe = luigi.IntParameter(description="universe number (1-based)")
+    resources = {HEAVY["universe"]: 1}
 
     @property
     def priority(self) -> int:
@@ -124,6 +125,7 @@ class ConsolidateUniverse(TicksTask):
     universes = SelectionParameter(default="", description="universes")
     chunks = SelectionParameter(default="", description="chunks")
     priority = FIRST
+    resources = {HEAVY["universe"]: 1}
 
     def _chosen(self) -> tuple[tuple[int, ...], tuple[int, ...], int]:
         run = self.ticks_run
