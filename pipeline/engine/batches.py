@@ -94,7 +94,7 @@ def process_file(kind: Kind, settings: dict, path: Path, relative: str) -> tuple
     arrays = result.arrays
     if arrays and "group" not in arrays:
         arrays["group"] = np.full(len(arrays["X"]), group_id(relative), dtype=np.uint64)
-    failures = [failure(relative, e.line, e.error, e.message) for e in result.errors]
+    failures = [failure(relative, e.line, e.error, e.message) for e in result.errors if not e.warning]
     return result, failures, True
 
 
@@ -139,7 +139,9 @@ def file_output(plan: Plan, file: InputFile, fingerprint: str, checkpoint_s: flo
     arrays = result.arrays
     meta = {"fingerprint": fingerprint, "file": file.relative, "records": result.records,
             "rows": len(arrays["X"]) if arrays else 0, "failed": bool(failures) and not result.records,
-            "failures": failures, "blobs": {name: len(blob) for name, blob in result.blobs.items()},
+            "failures": failures, "warnings": [failure(file.relative, e.line, e.error, e.message)
+                                               for e in result.errors if e.warning],
+            "blobs": {name: len(blob) for name, blob in result.blobs.items()},
             "metadata": result.metadata}
     if keep and (result.blobs or took >= checkpoint_s or sum(a.nbytes for a in arrays.values()) > room):
         for name, blob in result.blobs.items():
@@ -287,6 +289,7 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
         "records_failed": sum(1 for f in failures if f["line"] is not None),
         "seconds": round(time.monotonic() - started, 3),
         "failures": failures,
+        "warnings": [w for meta in metas for w in meta.get("warnings", [])],
         "retry": [m["file"] for m in metas if any("retry" in f for f in m["failures"])],
         "run": run_token(),
     }
@@ -344,6 +347,7 @@ def batch_records(plan: Plan) -> list[dict[str, Any]]:
 def summarise(plan: Plan, records: list[dict[str, Any]]) -> dict[str, Any]:
     """File, record and failure counts over all batches; refuses more failures than allowed."""
     failures = [f for record in records for f in record["failures"]]
+    warnings = [w for record in records for w in record.get("warnings", [])]
     retry = collections.Counter(f["retry"] for f in failures if "retry" in f)
     files = sum(r["files"] for r in records)
     failed = sum(r["files_failed"] for r in records)
@@ -356,13 +360,15 @@ def summarise(plan: Plan, records: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "files": {"discovered": files, "processed": files - failed, "failed": failed},
         "records": {"processed": sum(r["records"] for r in records),
-                    "failed": sum(r["records_failed"] for r in records)},
+                    "failed": sum(r["records_failed"] for r in records), "warnings": len(warnings)},
         "rows": sum(r["rows"] for r in records),
         "processing": {"seconds": round(seconds, 3), "files_reused": reused,
                        "files_per_second": round((files - reused) / seconds, 1) if seconds else None},
         "failures": {"by_reason": dict(sorted(collections.Counter(f["error"] for f in failures).items())),
                      "to_retry": dict(sorted(retry.items())),
                      "records": failures},
+        "warnings": {"by_reason": dict(sorted(collections.Counter(w["error"] for w in warnings).items())),
+                     "records": warnings},
     }
 
 

@@ -165,6 +165,7 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
         "rows": {"total": int(counts.sum()), **{s: int(counts[i]) for i, s in enumerate(SPLITS)}},
         "groups": {split: _distinct(layout.final / f"groups_{split}.npy", sizes["group"]) for split in SPLITS},
         "failures": manifest["failures"],
+        "warnings": manifest["warnings"],
         "processing": manifest["processing"],
     }
     write_json(layout.stats, stats)

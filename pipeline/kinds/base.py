@@ -66,11 +66,16 @@ class BadInputError(ValueError):
 
 @dataclass(frozen=True)
 class RecordError:
-    """A bad record inside an input file: 1-based line, error class, message."""
+    """A bad record inside an input file: 1-based line, error class, message.
+
+    A ``warning`` is a record kept with a remark (a trmph game cut at a repeated move): it is
+    listed in ``stats.json`` under ``warnings``, never counted as a failure.
+    """
 
     line: int | None
     error: str
     message: str
+    warning: bool = False
 
 
 @dataclass

@@ -270,7 +270,7 @@ def read(path: Path, settings: Mapping[str, Any]) -> FileResult:
     for index in np.flatnonzero(bad | truncated).tolist():
         number, moves, _ = games[index]
         try:
-            errors.append(RecordError(number, "RepeatedMove", parse_moves(moves, rules)[1]))
+            errors.append(RecordError(number, "RepeatedMove", parse_moves(moves, rules)[1], warning=True))
         except GameError as exc:
             errors.append(RecordError(number, exc.error, str(exc)))
     errors.sort(key=lambda error: error.line)
