@@ -311,8 +311,9 @@ def test_truncated_or_corrupt_batch_is_rebuilt_alone(tmp_path):
     assert after["batch_0001.npz"] != before["batch_0001.npz"] and after["batch_0002.npz"] != before["batch_0002.npz"]
     assert snapshot(out / "files") == files, "a rebuilt batch re-processed its input files"
     for index in range(3):
-        record = json.loads((batches / f"batch_{index:04d}.json").read_text())
-        assert (batches / f"batch_{index:04d}.npz").stat().st_size == record["size"]
+        name = f"batch_{index:04d}.npz"
+        record = json.loads((batches / name).with_suffix(".json").read_text())  # a stage record
+        assert (batches / name).stat().st_size == record["outputs"][name]["size"]
     assert json.loads((out / "final" / "stats.json").read_text())["rows"]["total"] == 269
 
 

@@ -72,8 +72,9 @@ def assert_no_partial_outputs(out: Path) -> None:
         with np.load(path, allow_pickle=False) as data:
             [data[name] for name in data.files]
     for record in (out / "intermediate").glob("*.json"):
-        size = json.loads(record.read_text())["size"]
-        assert record.with_suffix(".npz").stat().st_size == size
+        outputs = json.loads(record.read_text())["outputs"]
+        assert outputs == {record.with_suffix(".npz").name: outputs[record.with_suffix(".npz").name]}
+        assert record.with_suffix(".npz").stat().st_size == outputs[record.with_suffix(".npz").name]["size"]
     for stage in ("merged", "final"):
         manifest = out / stage / "manifest.json"
         if manifest.exists():

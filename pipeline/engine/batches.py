@@ -27,12 +27,12 @@ from pipeline.engine.discovery import InputFile, refusal
 from pipeline.engine.layout import Layout
 from pipeline.engine.plan import Batch, Plan
 from pipeline.engine.provenance import file_rows
+from pipeline.engine.records import StageRecord, damaged, intact, output_entry
 from pipeline.engine.splitting import RunningMoments, assign_splits, split_key
 from pipeline.engine.storage import (
     NpzWriter,
     atomic_open,
     digest,
-    file_checksum,
     iter_npz_member,
     npz_members,
     read_json,
@@ -271,11 +271,8 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
     with atomic_open(path) as handle, NpzWriter(handle, recipe.tables["batch"]["compression"] == "deflate") as writer:
         for name, (dtype, row_shape) in arrays_spec.items():
             writer.add(name, _member_chunks(plan, batch, metas, held, name), np.dtype(dtype), row_shape, rows)
-    record = {
-        "fingerprint": batch.fingerprint,
+    facts = {
         "split": split_statistics(plan, path) if rows else None,
-        "size": path.stat().st_size,
-        "checksum": file_checksum(path),
         "rows": rows,
         "arrays": {name: {"dtype": dtype, "shape": list(shape)} for name, (dtype, shape) in arrays_spec.items()},
         "metadata": spec["metadata"] if spec else {},
@@ -293,8 +290,30 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
         "retry": [m["file"] for m in metas if any("retry" in f for f in m["failures"])],
         "run": run_token(),
     }
-    write_json(layout.batch_record(batch.index), record)
-    return record
+    stage = StageRecord(f"batches/{batch.index:04d}", batch.fingerprint, {path.name: output_entry(path)}, facts)
+    write_json(layout.batch_record(batch.index), stage.to_json())
+    return batch_view(stage)
+
+
+def batch_view(record: StageRecord) -> dict[str, Any]:
+    """A batch's stage record as one mapping: its facts, fingerprint, and its batch file's size and checksum."""
+    (output,) = record.outputs.values()
+    return {**record.facts, "fingerprint": record.fingerprint, "size": output.size, "checksum": output.checksum}
+
+
+def read_batch_record(plan: Plan, index: int) -> StageRecord | None:
+    """The stage record of batch ``index`` (``batch_NNNN.json`` beside its batch file), or None."""
+    data = read_json(plan.layout.batch_record(index))
+    try:
+        return StageRecord.from_json(data) if data else None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def batch_facts(plan: Plan, index: int) -> dict[str, Any]:
+    """:func:`batch_view` of batch ``index``'s record, or {} when there is none."""
+    record = read_batch_record(plan, index)
+    return batch_view(record) if record else {}
 
 
 STATISTICS_CHUNK_BYTES = 16 << 20
@@ -337,7 +356,7 @@ def batch_records(plan: Plan) -> list[dict[str, Any]]:
     """The record of every batch of the plan; each must exist and match its fingerprint."""
     records = []
     for batch in plan.batches:
-        record = read_json(plan.layout.batch_record(batch.index))
+        record = batch_facts(plan, batch.index)
         if not record or record.get("fingerprint") != batch.fingerprint:
             raise InputError(f"batch {batch.index} is missing or stale; run its ProcessBatch first")
         records.append(record)
@@ -403,7 +422,7 @@ def batches_off_layout(plan: Plan, layout: dict[str, Any] | None) -> list[Batch]
 def batch_checksums(plan: Plan) -> list[str | None]:
     """The recorded checksum of every batch file of the plan; None where there is no record or
     the batch has files to try again (so that what was merged from it is not current)."""
-    records = [read_json(plan.layout.batch_record(batch.index)) or {} for batch in plan.batches]
+    records = [batch_facts(plan, batch.index) for batch in plan.batches]
     return [None if retry_pending(record) else record.get("checksum") for record in records]
 
 
@@ -413,26 +432,18 @@ def retry_pending(record: dict[str, Any]) -> bool:
 
 
 def batch_is_complete(plan: Plan, batch: Batch) -> bool:
-    """Cheap check: the record exists, matches the plan, has nothing to retry, the batch file has its size."""
-    record = read_json(plan.layout.batch_record(batch.index))
-    if not record or record.get("fingerprint") != batch.fingerprint or retry_pending(record):
+    """Cheap check: the record matches the plan, has nothing to retry, and its batch file is intact
+    (its size, and its checksum when its mtime changed: see ``records.intact``)."""
+    record = read_batch_record(plan, batch.index)
+    if record is None or record.fingerprint != batch.fingerprint or retry_pending(record.facts):
         return False
-    try:
-        return plan.layout.batch(batch.index).stat().st_size == record["size"]
-    except OSError:
-        return False
+    return all(intact(plan.layout.intermediate / name, output) for name, output in record.outputs.items())
 
 
 def verify_batch(plan: Plan, batch: Batch) -> str | None:
     """Full check of a batch file against its record (fingerprint, checksum); a problem or None."""
-    record = read_json(plan.layout.batch_record(batch.index)) or {}
-    path = plan.layout.batch(batch.index)
-    if record.get("fingerprint") != batch.fingerprint or retry_pending(record):
+    record = read_batch_record(plan, batch.index)
+    if record is None or record.fingerprint != batch.fingerprint or retry_pending(record.facts):
         return f"{plan.layout.batch_record(batch.index)}: missing, stale or with files to try again"
-    try:
-        checksum = file_checksum(path)
-    except OSError as exc:
-        return f"{path}: {exc.strerror}"
-    if checksum != record.get("checksum"):
-        return f"{path}: checksum {checksum} differs from the recorded {record.get('checksum')}"
-    return None
+    problems = damaged(plan.layout.intermediate, record)
+    return f"{plan.layout.intermediate}/{problems[0]}" if problems else None

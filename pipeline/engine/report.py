@@ -52,7 +52,7 @@ def batch_facts(layout: Layout) -> list[dict[str, Any]]:
             if r.get("family") == "ProcessBatch" and r["state"] == "done"}
     facts = []
     for path in sorted(layout.intermediate.glob("batch_*.json")) if layout.intermediate.is_dir() else ():
-        record = read_json(path)
+        record = (read_json(path) or {}).get("facts")  # a stage record (engine/records.py)
         if not record:
             continue
         index = int(path.stem.rpartition("_")[2])

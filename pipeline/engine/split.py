@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.engine.batches import batch_checksums, split_statistics, verify_batch
+from pipeline.engine.batches import batch_checksums, batch_facts, split_statistics, verify_batch
 from pipeline.engine.explain import check_splits
 from pipeline.engine.layout import SPLITS
 from pipeline.engine.merge import MERGE
@@ -64,7 +64,7 @@ def _batch_statistics(plan: Plan, manifest: dict) -> list[dict]:
     settings, normalize = split_key(plan.recipe.split), plan.recipe.split["normalize"]
     result = []
     for index in _with_rows(plan, manifest):
-        facts = (read_json(plan.layout.batch_record(index)) or {}).get("split") or {}
+        facts = batch_facts(plan, index).get("split") or {}
         if facts.get("settings") != settings or (normalize and not facts.get("train")):
             facts = split_statistics(plan, plan.layout.batch(index))
         result.append(facts)
