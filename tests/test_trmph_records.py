@@ -24,7 +24,7 @@ def test_bad_lines_are_records_and_a_cut_game_keeps_its_file(tmp_path, shared_da
         ("nul.trmph", 2, "NotTextError")]
     assert [(w["file"], w["line"], w["error"]) for w in stats["warnings"]["records"]] == [
         ("cut.trmph", 1, "RepeatedMove")], "a cut game is kept, with a warning on its line"
-    assert stats["records"]["warnings"] == 1 and stats["records"]["failed"] == 3
+    assert stats["warnings"]["by_reason"] == {"RepeatedMove": 1} and stats["records"]["failed"] == 3
     assert stats["files"] == {"discovered": 3, "processed": 2, "failed": 1}, "only the file with no game failed"
     assert stats["records"]["processed"] == 3
     positions = [trmph.parse_game(game, trmph.Rules())[0].size + 1 for game in good[:2]]

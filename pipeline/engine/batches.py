@@ -379,7 +379,7 @@ def summarise(plan: Plan, records: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "files": {"discovered": files, "processed": files - failed, "failed": failed},
         "records": {"processed": sum(r["records"] for r in records),
-                    "failed": sum(r["records_failed"] for r in records), "warnings": len(warnings)},
+                    "failed": sum(r["records_failed"] for r in records)},
         "rows": sum(r["rows"] for r in records),
         "processing": {"seconds": round(seconds, 3), "files_reused": reused,
                        "files_per_second": round((files - reused) / seconds, 1) if seconds else None},

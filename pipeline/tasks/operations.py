@@ -65,8 +65,9 @@ class RootMessage:
 
     def __call__(self, snap: Snapshot) -> None:
         try:
-            self._call("set_task_status_message", status_message=f"run: {describe(snap)}")
+            # the percentage first: a reader that sees the new message sees its percentage too
             self._call("set_task_progress_percentage", progress_percentage=int(100 * snap.fraction))
+            self._call("set_task_status_message", status_message=f"run: {describe(snap)}")
         except OSError as exc:  # the scheduler's own connection reports a down scheduler; say it once here
             if not self.failed:
                 logger.warning("run progress not sent to the scheduler at %s: %s", self.url, exc)
