@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.engine.layout import SPLITS, Layout
 from pipeline.engine.storage import atomic_open
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SOURCE_PREFIX = "source_"
 """Arrays named ``source_<x>`` are provenance (where a row came from), never labels."""
@@ -41,6 +43,7 @@ def file_index(counts: np.ndarray, start: int, stop: int) -> np.ndarray:
 
 def _file_column(files: list[str], index: np.ndarray) -> pa.DictionaryArray:
     """The ``file`` column of some rows: a dictionary of only the files they use."""
+    import pyarrow as pa  # see write_provenance
     used, codes = np.unique(index, return_inverse=True)
     return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array([files[i] for i in used]))
 
@@ -53,6 +56,9 @@ def write_provenance(layout: Layout, manifest: dict, assign: Callable[[np.ndarra
     streams an array of the dataset in row order. Memory holds one chunk of ``chunk_rows``
     rows of the group and provenance arrays at a time.
     """
+    import pyarrow as pa  # here, not at the top: ``import pipeline`` stays light for runs that never split
+    import pyarrow.parquet as pq
+
     sources = sorted(name for name in manifest["arrays"] if name.startswith(SOURCE_PREFIX))
     columns = [name.removeprefix(SOURCE_PREFIX) for name in sources]
     if FILE_COLUMN in columns:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from pipeline.kinds import command, csv_games, ptv, splendor, ticks, trmph
 from pipeline.kinds.base import Kind
 
-BUILTIN: dict[str, Kind] = {
-    kind.name: kind for kind in (trmph.KIND, csv_games.KIND, splendor.KIND, ticks.KIND, ptv.KIND, command.KIND)
-}
+BUILTIN = {name: f"pipeline.kinds.{name}" for name in ("trmph", "csv_games", "splendor", "ticks", "ptv", "command")}
+"""Built-in kinds by name: the module whose ``KIND`` it is, imported when a recipe names it
+(a run imports only its own kind: pyarrow, pandas and pyptv load only for the kinds that need them)."""
 ENTRY_POINTS = "pipeline.kinds"
 
 
@@ -31,7 +30,7 @@ def _as_kind(name: str, target: object) -> Kind:
 def resolve(name: str) -> Kind:
     """The kind a recipe names: a built-in, an entry point, or ``module:attribute``."""
     if name in BUILTIN:
-        return BUILTIN[name]
+        return importlib.import_module(BUILTIN[name]).KIND
     registered = {point.name: point for point in entry_points(group=ENTRY_POINTS)}
     if name in registered:
         try:
