@@ -16,14 +16,14 @@ from pipeline.engine.cleanup import batches_left, file_outputs_left, remove_batc
 from pipeline.engine.layout import Layout
 from pipeline.engine.merge import MERGE
 from pipeline.engine.plan import Plan, plan_for
-from pipeline.engine.records import Stage, damaged, is_complete, read_record, remove_record
+from pipeline.engine.records import Stage, damaged, is_complete, mark_damaged, read_record, remove_record
 from pipeline.engine.report import report_is_complete
 from pipeline.engine.split import SPLIT, split_is_complete
 from pipeline.engine.status import dataset_status, status_report
 from pipeline.engine.storage import read_json
 from pipeline.errors import PipelineError
 from pipeline.flows import ticks as ticks_flow
-from pipeline.kinds.ptv import recipe_plan
+from pipeline.kinds.ptv import TRACKING, recipe_plan
 from pipeline.kinds.ptv_engine import chunk_is_complete, tracking_is_complete
 from pipeline.recipe import Recipe
 
@@ -164,9 +164,14 @@ def _ptv_status(recipe: Recipe, verify: bool) -> tuple[bool, list[str]]:
     chunks = collections.Counter(state(chunk_is_complete(plan, chunk), plan.layout.chunk_record(chunk.index).is_file())
                                  for chunk in plan.chunks)
     done = tracking_is_complete(plan)
+    tracking = state(done, plan.layout.tracking_record.is_file())
+    record = read_record(recipe.output_dir, TRACKING)
+    problems = damaged(recipe.output_dir, record) if done and verify else []
+    if problems:  # marked so that the next BuildDataset tracks again
+        mark_damaged(recipe.output_dir, record, [p.partition(":")[0] for p in problems])
+        done, tracking = False, "damaged"
     return done, [f"dataset {recipe.name}: ptv flow, {len(plan.frames)} frames in {len(plan.chunks)} chunks",
-                  f"chunks: {counts(chunks)}",
-                  f"tracking: {state(done, plan.layout.tracking_record.is_file())}"]
+                  f"chunks: {counts(chunks)}", f"tracking: {tracking}", *(f"damaged: {p}" for p in problems)]
 
 
 def _ptv_intermediates(recipe: Recipe) -> tuple[bool, list[Removable]]:

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, luigi_env
 
 from pipeline.analyses import necrozma
 from pipeline.engine.storage import read_json
@@ -194,7 +194,7 @@ def analyse(candles, rows, lookback, pip):
 def test_plugin_analysis_runs_end_to_end(tmp_path):
     (tmp_path / "window_sign.py").write_text(PLUGIN)
     path = recipe(tmp_path, chunk_size="daily", intervals=(15,), lookbacks=(4,), analysis="window_sign:analyse")
-    env = {**os.environ, "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg"), "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    env = {**luigi_env(), "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
     process = subprocess.run([*LUIGI, "BuildDataset", "--recipe", str(path), "--local-scheduler"], cwd=tmp_path,
                              env=env, capture_output=True, text=True, timeout=120)
     assert process.returncode == 0, process.stderr[-3000:]

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, luigi_env
 
+from pipeline import exitcodes
+from pipeline.__main__ import main as pipeline_main
 from pipeline.kinds.ptv import ExperimentError, make_plan, split_frames
 from pipeline.recipe import RecipeError, load_recipe
 
@@ -100,11 +102,8 @@ def luigi_command(recipe: Path, workers: int) -> list[str]:
             str(recipe), "--local-scheduler", "--workers", str(workers)]
 
 
-LUIGI_ENV = {**os.environ, "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg")}
-
-
 def run_luigi(recipe: Path, workers: int) -> subprocess.CompletedProcess:
-    return subprocess.run(luigi_command(recipe, workers), cwd=ROOT, env=LUIGI_ENV, capture_output=True,
+    return subprocess.run(luigi_command(recipe, workers), cwd=ROOT, env=luigi_env(), capture_output=True,
                           text=True, timeout=300)
 
 
@@ -231,6 +230,27 @@ def test_cavity_matches_upstream_reference(tmp_path, workers, chunks):
     assert not (out / "scratch").exists()
 
 
+def test_a_damaged_tracked_file_is_named_by_verify_and_tracked_again(tmp_path, capsys):
+    engine()
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "r.toml", CAVITY, out, chunks=1)
+    assert run_luigi(recipe, 1).returncode == 0
+    trajectories = out / "trajectories.parquet"
+    first = trajectories.read_bytes()
+    damaged = out / "res" / f"ptv_is.{FRAMES[1]}"
+    stat = damaged.stat()
+    damaged.write_bytes(damaged.read_bytes().replace(b"1", b"7", 1))  # same size, mtime kept: as bit rot
+    os.utime(damaged, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert pipeline_main(["status", str(recipe)]) == exitcodes.SUCCESS, "the cheap check cannot see bit rot"
+    capsys.readouterr()
+    assert pipeline_main(["status", str(recipe), "--verify"]) == exitcodes.NOT_BUILT
+    printed = capsys.readouterr().out
+    assert "tracking: damaged" in printed and f"damaged: res/ptv_is.{FRAMES[1]}" in printed
+    assert run_luigi(recipe, 1).returncode == 0
+    assert trajectories.read_bytes() == first
+    assert_same_numbers(out, REFERENCE)
+
+
 def test_legacy_par_folder_gives_the_same_outputs_as_yaml(tmp_path):
     engine()
     from pipeline.kinds.ptv_engine import run_chunk
@@ -282,7 +302,7 @@ def test_resume_after_kill_redoes_only_missing_frames(tmp_path):
     out = tmp_path / "out"
     recipe = write_recipe(tmp_path / "r.toml", CAVITY, out, chunks=1)
     frames_dir = out / "sequence" / "frames"
-    process = subprocess.Popen(luigi_command(recipe, 2), cwd=ROOT, env=LUIGI_ENV, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(luigi_command(recipe, 2), cwd=ROOT, env=luigi_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -293,7 +313,8 @@ def test_resume_after_kill_redoes_only_missing_frames(tmp_path):
     process.wait()
     done_before = {p.name: p.stat().st_mtime_ns for p in frames_dir.glob("*.json")}
     assert 2 <= len(done_before) < 5, "the kill came too late to test resuming"
-    assert not (out / "tracking.json").exists() and not (out / "chunks/chunk_0000.json").exists()
+    assert not (out / "records" / "ptv" / "tracking.json").exists()
+    assert not (out / "chunks/chunk_0000.json").exists()
     for path in (out / "sequence/res").iterdir():  # no partial file under a final name
         lines = path.read_text().splitlines()
         assert len(lines) == int(lines[0]) + 1, path

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, luigi_env
 
 from pipeline.engine.batches import InputError
 from pipeline.engine.series import SelectionError, parse_selection, resolve_selection
@@ -59,7 +59,7 @@ test = 0.2
 
 
 def luigi(recipe_path: Path, *args: str, task: str = "BuildDataset", **popen) -> subprocess.Popen:
-    env = {**os.environ, "LUIGI_CONFIG_PATH": str(ROOT / "luigi.cfg")}
+    env = luigi_env()  # this checkout's code, a run of its own
     command = [*LUIGI, task, "--recipe", str(recipe_path), "--local-scheduler", *args]
     return subprocess.Popen(command, cwd=recipe_path.parent, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **popen)

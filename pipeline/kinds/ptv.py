@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.engine.records import record_path
 from pipeline.engine.storage import digest, file_checksum
 from pipeline.errors import PipelineError
 from pipeline.kinds.base import Kind, Setting
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from pipeline.recipe import Recipe
 
 KIND_VERSION = "1"
+TRACKING = "ptv/tracking"
+"""Stage name of tracking (its record is ``records/ptv/tracking.json``)."""
 MAX_CAMERAS = 4
 """liboptv handles at most four cameras."""
 ENGINE_PACKAGES = ("optv", "pyptv")
@@ -339,8 +342,8 @@ class PtvLayout:
 
     @property
     def tracking_record(self) -> Path:
-        """Written last by tracking: marks the whole run complete."""
-        return self.root / "tracking.json"
+        """The tracking stage's record, written last: marks the whole run complete (engine/records.py)."""
+        return record_path(self.root, TRACKING)
 
 
 @dataclass(frozen=True)

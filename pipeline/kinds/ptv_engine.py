@@ -27,9 +27,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.engine.records import is_complete, write_record
 from pipeline.engine.storage import atomic_open, atomic_path, read_json, write_json
 from pipeline.errors import PipelineError
-from pipeline.kinds.ptv import INSTALL_HINT, Chunk, ExperimentError, PtvPlan, load_parameters
+from pipeline.kinds.ptv import INSTALL_HINT, TRACKING, Chunk, ExperimentError, PtvPlan, load_parameters
 
 Progress = Callable[..., None]
 TRAJECTORY_SCHEMA = pa.schema([("trajectory", pa.int64()), ("frame", pa.int32()), ("particle", pa.int32()),
@@ -296,8 +297,9 @@ def track(plan: PtvPlan, progress: Progress | None = None) -> dict[str, Any]:
         "tracking": {**tracking, "status": "done"},
     }
     write_json(layout.summary, summary)
-    write_json(layout.tracking_record, {"fingerprint": plan.tracking_fingerprint,
-                                        "trajectories_size": layout.trajectories.stat().st_size})
+    write_record(layout.root, TRACKING, plan.tracking_fingerprint,
+                 [*(layout.root / name for frame in frames for name in tracked_files(plan, frame)),
+                  layout.trajectories, layout.summary])
     if progress:
         progress(3, 3)
     return summary
@@ -355,14 +357,5 @@ def tracked_files(plan: PtvPlan, frame: int) -> list[str]:
 
 
 def tracking_is_complete(plan: PtvPlan) -> bool:
-    """Cheap check: the record matches the plan, the trajectories have their size, every file is listed."""
-    record = read_json(plan.layout.tracking_record)
-    if not record or record.get("fingerprint") != plan.tracking_fingerprint:
-        return False
-    try:
-        if plan.layout.trajectories.stat().st_size != record["trajectories_size"] or not plan.layout.summary.is_file():
-            return False
-    except OSError:
-        return False
-    listing = _Listing()
-    return all(plan.layout.root / name in listing for frame in plan.frames for name in tracked_files(plan, frame))
+    """Cheap check: the record matches the plan and every file it lists is intact (see ``records.intact``)."""
+    return is_complete(plan.layout.root, TRACKING, plan.tracking_fingerprint)
