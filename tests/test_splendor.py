@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.kinds import BUILTIN
+from pipeline.kinds import resolve
 from pipeline.kinds.splendor import KIND, read
 from pipeline.kinds.splendor.features import FEATURE_COLS
 from pipeline.kinds.splendor.masks import HEADS
@@ -109,7 +109,7 @@ def test_metadata_and_normalised_columns_are_upstreams(results):
     scaler = json.loads((FULL_RUN / "scaler.json").read_text())
     chosen = KIND.normalize_columns(SETTINGS, metadata)
     assert [metadata["feature_cols"][i] for i in chosen] == scaler["normalized_columns"]
-    assert BUILTIN["splendor"] is KIND
+    assert resolve("splendor") is KIND
 
 
 def test_masking_off_gives_all_ones_and_the_same_rows():

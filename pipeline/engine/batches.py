@@ -17,6 +17,7 @@ import os
 import time
 import uuid
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,7 @@ def load_file_output(plan: Plan, relative: str, fingerprint: str) -> tuple[dict,
         for name, size in meta["blobs"].items():
             if layout.file_blob(relative, name).stat().st_size != size:
                 return None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):  # damaged: made again
         return None
     return arrays, meta
 
