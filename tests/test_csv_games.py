@@ -370,38 +370,8 @@ classes = [0, 1]
     assert set(masks.files) == {"move", "any_legal"}
 
 
-def test_a_file_with_other_columns_is_recorded_not_merged(tmp_path):
-    games = tmp_path / "games"
-    games.mkdir()
-    (games / "a.csv").write_text("x_1,y\n1,0\n2,1\n")
-    (games / "b.csv").write_text("x_2,y\n5,0\n")  # as wide as a.csv, other column
-    recipe = tmp_path / "r.toml"
-    recipe.write_text(f"""
-[dataset]
-name = "t"
-kind = "csv_games"
-input_dir = "{games}"
-output_dir = "{tmp_path / 'out'}"
-[process]
-feature_columns = ["x_*"]
-[process.label_columns.y]
-type = "numeric"
-""")
-    assert run(BuildDataset, recipe)
-    final = tmp_path / "out" / "final"
-    stats = json.loads((final / "stats.json").read_text())
-    assert stats["rows"]["total"] == 2 and stats["files"]["failed"] == 1
-    assert [(f["file"], f["error"]) for f in stats["failures"]["records"]] == [("b.csv", "MetadataMismatch")]
-    assert json.loads((final / "feature_cols.json").read_text()) == ["x_1"]
-
-
-@pytest.mark.parametrize("files_per_batch", [1, 2, 500])
-def test_the_layout_most_files_share_wins_whatever_the_batching(tmp_path, files_per_batch):
-    games = tmp_path / "games"
-    games.mkdir()
-    (games / "a.csv").write_text("x_2,y\n5,0\n6,1\n7,0\n")  # sorts first, the odd one out
-    (games / "b.csv").write_text("x_1,y\n1,0\n")
-    (games / "c.csv").write_text("x_1,y\n2,1\n3,0\n")
+def columns_recipe(tmp_path: Path, games: Path, files_per_batch: int = 500) -> Path:
+    """A recipe over CSVs of ``x_*`` feature columns and a numeric label ``y``."""
     recipe = tmp_path / "r.toml"
     recipe.write_text(f"""
 [dataset]
@@ -416,7 +386,30 @@ type = "numeric"
 [batch]
 files_per_batch = {files_per_batch}
 """)
-    assert run(BuildDataset, recipe)
+    return recipe
+
+
+def test_a_file_with_other_columns_is_recorded_not_merged(tmp_path):
+    games = tmp_path / "games"
+    games.mkdir()
+    (games / "a.csv").write_text("x_1,y\n1,0\n2,1\n")
+    (games / "b.csv").write_text("x_2,y\n5,0\n")  # as wide as a.csv, other column
+    assert run(BuildDataset, columns_recipe(tmp_path, games))
+    final = tmp_path / "out" / "final"
+    stats = json.loads((final / "stats.json").read_text())
+    assert stats["rows"]["total"] == 2 and stats["files"]["failed"] == 1
+    assert [(f["file"], f["error"]) for f in stats["failures"]["records"]] == [("b.csv", "MetadataMismatch")]
+    assert json.loads((final / "feature_cols.json").read_text()) == ["x_1"]
+
+
+@pytest.mark.parametrize("files_per_batch", [1, 2, 500])
+def test_the_layout_most_files_share_wins_whatever_the_batching(tmp_path, files_per_batch):
+    games = tmp_path / "games"
+    games.mkdir()
+    (games / "a.csv").write_text("x_2,y\n5,0\n6,1\n7,0\n")  # sorts first, the odd one out
+    (games / "b.csv").write_text("x_1,y\n1,0\n")
+    (games / "c.csv").write_text("x_1,y\n2,1\n3,0\n")
+    assert run(BuildDataset, columns_recipe(tmp_path, games, files_per_batch))
     final = tmp_path / "out" / "final"
     stats = json.loads((final / "stats.json").read_text())
     assert stats["rows"]["total"] == 3 and stats["files"] == {"discovered": 3, "processed": 2, "failed": 1}
