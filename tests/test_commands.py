@@ -221,6 +221,28 @@ def test_status_and_cleanup_of_a_ticks_build(tmp_path, capsys):
     assert build(BuildDataset, path), "nothing to rebuild after Cleanup"
 
 
+def test_status_and_cleanup_of_a_command_build(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b", "c"):
+        (tmp_path / "in" / f"{name}.txt").write_text(name * 10)
+    path = write_tables(tmp_path / "cmd.toml",
+                        dataset={"name": "cmd", "kind": "command", "input_dir": str(tmp_path / "in"),
+                                 "pattern": "*.txt", "output_dir": str(tmp_path / "out")},
+                        process={"command": ["wc", "-c", "{input}"]}, batch={"files_per_batch": 2})
+    assert main(["status", str(path)]) == exitcodes.NOT_BUILT
+    assert build(BuildDataset, path)
+    assert main(["status", str(path)]) == exitcodes.SUCCESS
+    out = capsys.readouterr().out
+    assert "batches: 2 up to date" in out and "summary (final/stats.json): up to date" in out
+    assert "report: up to date" in out
+    results = sorted(p.name for p in (tmp_path / "out" / "files").iterdir())
+    size = sum(p.stat().st_size for p in (tmp_path / "out" / "intermediate").iterdir())
+    assert main(["cleanup", str(path)]) == exitcodes.SUCCESS
+    assert f"removed batches (files and records): {size} bytes" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out" / "files").iterdir()) == results, "the per-file results stay"
+    assert main(["status", str(path)]) == exitcodes.SUCCESS, "still built: the summary is the flow's end"
+
+
 def test_status_and_cleanup_refuse_in_one_line(tmp_path, capsys):
     assert main(["status"]) == exitcodes.USAGE
     assert "error: status takes one argument, the recipe" in capsys.readouterr().err
