@@ -44,6 +44,10 @@ def render(r: dict) -> str:
         f"### Throughput ({t['files']:,} files, {t['records']:,} records, {t['rows']:,} rows; "
         f"{t['input_mb']:.1f} MiB in, {t['rows_mb']:.0f} MiB of final arrays; {t['tasks']} Luigi tasks)",
         "",
+        f"Bytes at rest under the output folder (run records left out) / bytes of `final/`: "
+        f"{t['at_rest_mb'] / t['final_mb']:.2f} ({t['at_rest_mb']:.1f} / {t['final_mb']:.1f} MiB, "
+        "intermediates kept, the recipe's default compression).",
+        "",
         "Medians of the runs listed; runs interleaved pipeline, baseline, per worker count. "
         f"Baseline wrote the same final arrays as the pipeline: {'yes' if t['same_arrays'] else 'NO'}.",
         "",

@@ -110,6 +110,12 @@ def same_arrays(final: Path, baseline: Path) -> bool:
     return True
 
 
+def folder_mb(folder: Path, skip: tuple[str, ...] = ()) -> float:
+    """MiB of the files below ``folder``, leaving out its top-level folders ``skip`` (run records)."""
+    return sum(p.stat().st_size for p in folder.rglob("*")
+               if p.is_file() and p.relative_to(folder).parts[0] not in skip) / 2**20
+
+
 def throughput(scratch: Path, kind: str, mode: Mode) -> dict:
     """Pipeline vs baseline vs compute floor with 1 and 2 workers, runs interleaved, medians."""
     recipe, out = dataset(scratch, kind, mode.throughput_files, "normal", "throughput")
@@ -134,7 +140,8 @@ def throughput(scratch: Path, kind: str, mode: Mode) -> dict:
     result = {"files": files, "records": records, "rows": rows, "tasks": tasks, "same_arrays": same,
               "input_mb": sum(f.stat().st_size for f in recipe_input(recipe)) / 2**20,
               "rows_mb": sum(p.stat().st_size for p in (out / "final").glob("*_*.np*")) / 2**20,
-              "floor_1_worker_s": statistics.median(floor), "workers": {}}
+              "floor_1_worker_s": statistics.median(floor), "workers": {},
+              "at_rest_mb": folder_mb(out, skip=("monitor", "report")), "final_mb": folder_mb(out / "final")}
     for workers, runs in times.items():
         pipeline, baseline = statistics.median(runs["pipeline"]), statistics.median(runs["baseline"])
         cpu = statistics.median(runs["pipeline_cpu"]) / statistics.median(runs["baseline_cpu"])
