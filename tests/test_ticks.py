@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SHARED_DATA, luigi_env
 
-from pipeline.engine.batches import InputError
+from pipeline.engine.failures import InputError
 from pipeline.engine.series import SelectionError, parse_selection, resolve_selection
 from pipeline.engine.storage import read_json
 from pipeline.flows import ticks as flow

@@ -10,12 +10,9 @@ is written last and is what marks the batch complete.
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import logging
-import os
 import time
-import uuid
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -25,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.engine.discovery import InputFile, refusal
-from pipeline.engine.layout import Layout
+from pipeline.engine.failures import BAD_INPUT, InputError, describe, failure, failure_limit, run_token, stop_the_run
 from pipeline.engine.plan import Batch, Plan
 from pipeline.engine.provenance import file_rows
 from pipeline.engine.records import StageRecord, damaged, intact, output_entry
@@ -40,40 +37,12 @@ from pipeline.engine.storage import (
     save_npz,
     write_json,
 )
-from pipeline.errors import PipelineError
-from pipeline.kinds.base import BadInputError, FileResult, Kind, as_file_result, group_id
+from pipeline.kinds.base import FileResult, Kind, as_file_result, group_id
 
 logger = logging.getLogger("luigi-interface")
 META = "_meta"
 Progress = Callable[..., None]
 """``progress(files done, files in all, failures, records=records read so far)``."""
-
-
-class InputError(PipelineError):
-    """Bad input under ``on_error = "fail"``; the message names the file, line and reason."""
-
-
-def failure(file: str, line: int | None, error: str, message: str) -> dict[str, Any]:
-    """One failure record: which file and line, the error class and its message."""
-    return {"file": file, "line": line, "error": error, "message": message}
-
-
-def describe(record: dict[str, Any]) -> str:
-    """``file:line: Error: message`` for a failure record."""
-    where = record["file"] + (f":{record['line']}" if record["line"] else "")
-    return f"{where}: {record['error']}: {record['message']}"
-
-
-BAD_INPUT = (BadInputError, ValueError, UnicodeError, EOFError, zipfile.BadZipFile)
-"""Exceptions that mean the input file is bad: remembered as the file's result."""
-RUN_TOKEN = "PIPELINE_RUN_TOKEN"
-"""Environment variable naming the current command (set by its main process before any worker starts, so
-forked and spawned workers alike inherit it)."""
-
-
-def run_token() -> str:
-    """This command's token: files that failed for a passing reason are tried again by a new command."""
-    return os.environ.setdefault(RUN_TOKEN, uuid.uuid4().hex)
 
 
 def process_file(kind: Kind, settings: dict, path: Path, relative: str) -> tuple[FileResult, list[dict], bool]:
@@ -181,36 +150,6 @@ def choose_layout(layouts: list[dict[str, Any]]) -> str | None:
         total[0] += entry["files"]
         total[1] += entry["rows"]
     return min(totals, key=lambda d: (-totals[d][0], -totals[d][1], d)) if totals else None
-
-
-def failure_limit(max_failures: int | float, files: int) -> int:
-    """How many files may fail: a count, or a fraction (a float below 1) of the files."""
-    if isinstance(max_failures, float) and max_failures <= 1:
-        return int(max_failures * files)
-    return int(max_failures)
-
-
-def stop_the_run(plan: Plan, first: dict[str, Any]) -> str:
-    """Record the run's first failure (the first writer wins); return the failure that stops it.
-
-    The marker is named by the plan's run id, the same on every host and in every process.
-    """
-    marker = plan.layout.stop_marker(plan.run_id)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(marker, "x") as handle:
-            handle.write(describe(first))
-    except FileExistsError:
-        pass
-    return marker.read_text()
-
-
-def clear_stop_markers(layout: Layout) -> None:
-    """Remove every stop marker: a new command is a new attempt, and a complete build has nothing to stop."""
-    for marker in layout.stop.glob("*.txt"):
-        marker.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        layout.stop.rmdir()
 
 
 def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold_bytes: int = 0,

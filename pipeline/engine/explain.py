@@ -6,7 +6,7 @@ import collections
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.engine.batches import describe
+from pipeline.engine.failures import describe
 from pipeline.engine.layout import SPLITS
 from pipeline.engine.plan import Plan
 from pipeline.errors import PipelineError

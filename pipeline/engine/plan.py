@@ -18,7 +18,7 @@ from pipeline.engine.records import code_digest
 from pipeline.engine.storage import digest, digest_text
 from pipeline.recipe import Recipe
 
-PROCESS_CODE = ("pipeline.engine.batches", "pipeline.kinds.base", "pipeline.kinds.text")
+PROCESS_CODE = ("pipeline.engine.batches", "pipeline.engine.failures", "pipeline.kinds.base", "pipeline.kinds.text")
 MERGE_CODE = ("pipeline.engine.merge", "pipeline.engine.storage")
 SPLIT_CODE = ("pipeline.engine.split", "pipeline.engine.splitting", "pipeline.engine.provenance",
               "pipeline.engine.storage")

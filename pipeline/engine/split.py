@@ -105,6 +105,10 @@ SPLIT = "split"
 class DamagedBatchError(PipelineError):
     """Batch files that fail their checksums: they are rebuilt, never split."""
 
+    def __init__(self, message: str, batches: list[int]):
+        super().__init__(message)
+        self.batches = batches
+
 
 def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], None] | None = None,
                   warn: Callable[[str], None] = lambda message: None) -> dict:
@@ -116,10 +120,11 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
     """
     layout = plan.layout
     manifest = read_json(layout.merged_manifest)
-    problems = [p for batch in plan.batches if batch.index in set(_with_rows(plan, manifest))
-                for p in [verify_batch(plan, batch)] if p]
+    with_rows = set(_with_rows(plan, manifest))
+    problems = {batch.index: problem for batch in plan.batches if batch.index in with_rows
+                for problem in [verify_batch(plan, batch)] if problem}
     if problems:
-        raise DamagedBatchError(f"batches are damaged: {'; '.join(problems)}")
+        raise DamagedBatchError(f"batches are damaged: {'; '.join(problems.values())}", sorted(problems))
     earlier = read_record(layout.root, SPLIT)
     names = sorted(manifest["arrays"])
     labels = [n for n in names if n not in ("X", "group") and not n.startswith((MASK_PREFIX, SOURCE_PREFIX))]

@@ -28,8 +28,8 @@ from pipeline import analyses
 from pipeline.analyses import necrozma
 from pipeline.analyses.base import Analysis, Consolidated, UniverseContext
 from pipeline.engine import series
-from pipeline.engine.batches import InputError, describe, failure
 from pipeline.engine.discovery import InputFile, discover
+from pipeline.engine.failures import InputError, describe, failure
 from pipeline.engine.layout import SPLITS, claim
 from pipeline.engine.records import (
     Stage,

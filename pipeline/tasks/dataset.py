@@ -7,6 +7,7 @@ Every stage runs alone, e.g. ``luigi --module pipeline MergeBatches --recipe R``
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 import luigi
@@ -18,13 +19,12 @@ from pipeline.engine.batches import (
     batch_records,
     batches_off_layout,
     build_batch,
-    clear_stop_markers,
     dataset_layout,
     summarise,
     summary_line,
-    verify_batch,
 )
 from pipeline.engine.cleanup import file_outputs_left, intermediates_left, remove_file_outputs, remove_intermediates
+from pipeline.engine.failures import clear_stop_markers
 from pipeline.engine.merge import merge_batches, merge_is_complete
 from pipeline.engine.plan import Plan, plan_for
 from pipeline.engine.progress import TaskProgress
@@ -136,18 +136,19 @@ class MergeBatches(DatasetTask):
             remove_file_outputs(self.plan)
 
 
-def remerge(task: luigi.Task, plan: Plan) -> None:
-    """Verify every batch by checksum, rebuild the damaged or missing ones alone, then merge.
+def remerge(task: luigi.Task, plan: Plan, damaged: Collection[int] = ()) -> None:
+    """Rebuild the batches that are missing, stale or ``damaged`` (by a verified read), alone; then merge.
 
-    A batch whose rows took another layout than the dataset's (most files agree on it) is
-    rebuilt with the dataset's, from its files' outputs: the outcome never depends on how
-    files are batched. Rebuilt here, not yielded as ProcessBatch: the scheduler ignores a
-    task that turns incomplete within seconds of being reported done (stable_done_cooldown_secs).
+    The merge reads the batch records only, so the batches' data is verified where it is
+    read: by the split. A batch whose rows took another layout than the dataset's (most
+    files agree on it) is rebuilt with the dataset's, from its files' outputs: the outcome
+    never depends on how files are batched. Rebuilt here, not yielded as ProcessBatch: the
+    scheduler ignores a task that turns incomplete within seconds of being reported done
+    (stable_done_cooldown_secs).
     """
     for batch in plan.batches:
-        problem = verify_batch(plan, batch)
-        if problem:
-            logger.warning("batch %d is corrupt or missing (%s); rebuilding it alone", batch.index, problem)
+        if batch.index in damaged or not batch_is_complete(plan, batch):
+            logger.warning("batch %d is damaged, missing or stale; rebuilding it alone", batch.index)
             build_batch(plan, batch, TaskProgress(task, f"files of batch {batch.index}"), **batch_settings())
     layout = dataset_layout(plan)
     for batch in batches_off_layout(plan, layout):
@@ -184,7 +185,7 @@ class SplitDataset(DatasetTask):
                 stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"), logger.warning)
             except DamagedBatchError as exc:  # rebuilt once and merged again; never split as it is
                 logger.warning("%s; rebuilding them and merging again", exc)
-                remerge(self, plan)
+                remerge(self, plan, exc.batches)
                 stats = split_dataset(plan, streaming().chunk_bytes, TaskProgress(self, "outputs"), logger.warning)
             logger.info("Summary of %s: %s; final outputs in %s", plan.recipe.name, summary_line(stats),
                         plan.layout.final)

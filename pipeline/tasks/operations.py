@@ -30,8 +30,8 @@ import luigi.interface
 
 from pipeline import interrupts
 from pipeline.config import progress
-from pipeline.engine.batches import clear_stop_markers, run_token
 from pipeline.engine.console import RunConsole, Snapshot, describe
+from pipeline.engine.failures import clear_stop_markers, run_token
 from pipeline.engine.layout import Layout, claim
 from pipeline.engine.progress import RunRecord
 from pipeline.engine.storage import remove_stale_temps
