@@ -166,12 +166,12 @@ def _ptv_status(recipe: Recipe, verify: bool) -> tuple[bool, list[str]]:
     done = tracking_is_complete(plan)
     tracking = state(done, plan.layout.tracking_record.is_file())
     record = read_record(recipe.output_dir, TRACKING)
-    problems = damaged(recipe.output_dir, record) if done and verify else []
+    problems = damaged(recipe.output_dir, record) if done and verify else {}
     if problems:  # marked so that the next BuildDataset tracks again
-        mark_damaged(recipe.output_dir, record, [p.partition(":")[0] for p in problems])
+        mark_damaged(recipe.output_dir, record, problems)
         done, tracking = False, "damaged"
     return done, [f"dataset {recipe.name}: ptv flow, {len(plan.frames)} frames in {len(plan.chunks)} chunks",
-                  f"chunks: {counts(chunks)}", f"tracking: {tracking}", *(f"damaged: {p}" for p in problems)]
+                  f"chunks: {counts(chunks)}", f"tracking: {tracking}", *(f"damaged: {p}" for p in problems.values())]
 
 
 def _ptv_intermediates(recipe: Recipe) -> tuple[bool, list[Removable]]:

@@ -386,4 +386,4 @@ def verify_batch(plan: Plan, batch: Batch) -> str | None:
     if record is None or record.fingerprint != batch.fingerprint or retry_pending(record.facts):
         return f"{plan.layout.batch_record(batch.index)}: missing, stale or with files to try again"
     problems = damaged(plan.layout.intermediate, record)
-    return f"{plan.layout.intermediate}/{problems[0]}" if problems else None
+    return f"{plan.layout.intermediate}/{next(iter(problems.values()))}" if problems else None

@@ -94,5 +94,6 @@ def remove_intermediates(plan: Plan) -> int:
         raise PipelineError(f"{plan.layout.final} is missing or stale: run BuildDataset before Cleanup")
     problems = damaged(root, read_record(root, SPLIT))
     if problems:
-        raise PipelineError(f"final outputs are damaged ({'; '.join(problems)}): run BuildDataset before Cleanup")
+        raise PipelineError(f"final outputs are damaged ({'; '.join(problems.values())}): "
+                            "run BuildDataset before Cleanup")
     return remove_record(root, MERGE) + remove_batches(plan) + remove_file_outputs(plan)

@@ -126,19 +126,20 @@ def is_complete(root: Path, stage: str, fingerprint: str) -> bool:
     return current_record(root, stage, fingerprint) is not None
 
 
-def damaged(root: Path, record: StageRecord, names: Iterable[str] | None = None) -> list[str]:
-    """The outputs of ``record`` (or ``names`` of them) that are missing or whose checksum differs."""
-    problems = []
+def damaged(root: Path, record: StageRecord, names: Iterable[str] | None = None) -> dict[str, str]:
+    """The outputs of ``record`` (or ``names`` of them) that are missing or whose checksum differs,
+    each with what is wrong (``name: ...``)."""
+    problems = {}
     for name in sorted(names if names is not None else record.outputs):
         expected = record.outputs[name]
         try:
             actual = output_entry(root / name)
         except OSError as exc:
-            problems.append(f"{name}: {exc.strerror or exc}")
+            problems[name] = f"{name}: {exc.strerror or exc}"
             continue
         if (actual.size, actual.checksum) != (expected.size, expected.checksum):
-            problems.append(f"{name}: {actual.size} bytes, {actual.checksum}; recorded {expected.size} bytes, "
-                            f"{expected.checksum}")
+            problems[name] = (f"{name}: {actual.size} bytes, {actual.checksum}; recorded {expected.size} bytes, "
+                              f"{expected.checksum}")
     return problems
 
 

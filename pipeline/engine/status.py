@@ -24,7 +24,7 @@ def _state(complete: bool, record: Any) -> str:
     return "stale" if record else "missing"
 
 
-def _stage_state(plan: Plan, stage: str, fingerprint: str, verify: bool) -> tuple[str, list[str]]:
+def _stage_state(plan: Plan, stage: str, fingerprint: str, verify: bool) -> tuple[str, dict[str, str]]:
     """State of a recorded stage, and the outputs that are damaged (missing, resized, changed).
 
     The cheap check (sizes, and checksums of files written to since) runs always; ``verify``
@@ -33,13 +33,13 @@ def _stage_state(plan: Plan, stage: str, fingerprint: str, verify: bool) -> tupl
     root = plan.layout.root
     record = read_record(root, stage)
     if record is None or record.fingerprint != fingerprint:
-        return _state(False, record), []
+        return _state(False, record), {}
     if verify:
         problems = damaged(root, record)
     else:
         problems = damaged(root, record, [n for n, o in record.outputs.items() if not intact(root / n, o)])
     if problems:
-        mark_damaged(root, record, [p.partition(":")[0] for p in problems])
+        mark_damaged(root, record, problems)
     return ("damaged" if problems else "up to date"), problems
 
 
@@ -62,7 +62,7 @@ def dataset_status(plan: Plan, verify: bool = False) -> dict[str, Any]:
     for name, stage, fingerprint in (("merged", MERGE, plan.merge_fingerprint),
                                      ("final", SPLIT, plan.split_fingerprint)):
         stages[name], problems = _stage_state(plan, stage, fingerprint, verify)
-        damage += problems
+        damage += problems.values()
     return {
         "dataset": plan.recipe.name,
         "files": plan.file_count,

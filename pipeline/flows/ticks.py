@@ -272,13 +272,13 @@ def verified_chunks(run: TicksRun, metadata: dict[str, Any], indices: list[int],
     names = [f"chunks/{metadata['chunks'][i - 1]['file']}" for i in indices]
     todo = [n for n in names if _stamp(root / n) not in _VERIFIED]
     record = current_record(root, CHUNKS, run.chunk_fingerprint)
-    problems = damaged(root, record, todo) if record else ["the chunking's record is missing or stale"]
+    problems = damaged(root, record, todo) if record else {CHUNKS: "the chunking's record is missing or stale"}
     if problems:
         metadata = rechunk()
         record = current_record(root, CHUNKS, run.chunk_fingerprint)
-        problems = damaged(root, record, names) if record else ["no record after re-chunking"]
+        problems = damaged(root, record, names) if record else {CHUNKS: "no record after re-chunking"}
         if problems:
-            raise InputError(f"{root / 'chunks'}: still damaged after re-chunking: {problems[0]}")
+            raise InputError(f"{root / 'chunks'}: still damaged after re-chunking: {next(iter(problems.values()))}")
     _VERIFIED.update(_stamp(root / n) for n in names)
     return metadata
 
