@@ -76,10 +76,9 @@ def _files_status(recipe: Recipe, verify: bool) -> tuple[bool, list[str]]:
 
 
 def _files_intermediates(recipe: Recipe) -> tuple[bool, list[Removable]]:
-    """Complete only when every checksum of ``final/`` verifies: the intermediates would repair it."""
     plan = plan_for(recipe)
     layout = plan.layout
-    complete = split_is_complete(plan) and not damaged(layout.root, read_record(layout.root, SPLIT))
+    complete = split_is_complete(plan)
     removables = []
     if read_record(layout.root, MERGE):
         removables.append(Removable("merged/", lambda: remove_record(layout.root, MERGE)))
@@ -146,8 +145,6 @@ def _ticks_status(recipe: Recipe, verify: bool) -> tuple[bool, list[str]]:
 def _ticks_intermediates(recipe: Recipe) -> tuple[bool, list[Removable]]:
     built, _, stages = _ticks_stages(recipe)
     root = recipe.output_dir
-    if built:  # verified: every final output has its recorded checksum
-        built = not any(damaged(root, read_record(root, s.name)) for s in stages if not s.intermediate)
     results = [s.name for s in stages if s.intermediate and s.name != ticks_flow.CHUNKS
                and read_record(root, s.name) is not None]
     if not results:
@@ -179,16 +176,18 @@ def _ptv_intermediates(recipe: Recipe) -> tuple[bool, list[Removable]]:
                     "reads and rewrites the per-frame outputs in place, so every output is final; nothing removed")
 
 
-FLOWS: dict[str, tuple[Callable, Callable]] = {
-    "files": (_files_status, _files_intermediates),
-    "each": (_each_status, _each_intermediates),
-    "ticks": (_ticks_status, _ticks_intermediates),
-    "ptv": (_ptv_status, _ptv_intermediates),
+FLOWS: dict[str, tuple[Callable, Callable, Callable]] = {
+    "files": (_files_status, _files_intermediates, lambda recipe: [SPLIT]),
+    "each": (_each_status, _each_intermediates, lambda recipe: []),
+    "ticks": (_ticks_status, _ticks_intermediates,
+              lambda recipe: [s.name for s in ticks_flow.flow_stages(recipe) if not s.intermediate]),
+    "ptv": (_ptv_status, _ptv_intermediates, lambda recipe: []),
 }
-"""Per flow: its status (final up to date, lines) and its intermediates (final complete, removables)."""
+"""Per flow: its status (final up to date, lines), its intermediates (final complete, removables) and
+the stage records of its final outputs, verified before Cleanup removes what would repair them."""
 
 
-def _flow(recipe: Recipe) -> tuple[Callable, Callable]:
+def _flow(recipe: Recipe) -> tuple[Callable, Callable, Callable]:
     try:
         return FLOWS[recipe.kind.flow]
     except KeyError:
@@ -215,10 +214,15 @@ def intermediates(recipe: Recipe) -> tuple[bool, list[Removable]]:
 
 
 def cleanup(recipe: Recipe) -> list[tuple[str, int]]:
-    """Remove the flow's intermediates once its final outputs are complete: (what, bytes freed) each."""
+    """Remove the flow's intermediates once its final outputs are complete and verified: (what, bytes freed) each."""
     complete, removables = intermediates(recipe)
     if not complete:
         raise NotBuiltError(f"{Layout(recipe.output_dir).final} is missing or stale: run BuildDataset before Cleanup")
+    root = recipe.output_dir
+    finals = [read_record(root, stage) for stage in _flow(recipe)[2](recipe)]
+    problems = [problem for record in finals for problem in damaged(root, record).values()]
+    if problems:  # the intermediates are what would repair them
+        raise NotBuiltError(f"final outputs are damaged ({'; '.join(problems)}): run BuildDataset before Cleanup")
     return [(item.label, item.remove()) for item in removables]
 
 
