@@ -13,12 +13,10 @@ from __future__ import annotations
 import collections
 import functools
 import resource
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -26,7 +24,7 @@ import pyarrow as pa
 
 from pipeline import analyses
 from pipeline.analyses import necrozma
-from pipeline.analyses.base import Analysis, Consolidated, UniverseContext
+from pipeline.analyses.base import Analysis, UniverseContext
 from pipeline.engine import series
 from pipeline.engine.discovery import InputFile, discover
 from pipeline.engine.failures import InputError, describe, failure
@@ -44,7 +42,6 @@ from pipeline.engine.series import (
     SelectionError,
     SeriesLayout,
     chronological_bounds,
-    markdown_table,
     read_parquet,
     scan,
     values,
@@ -54,6 +51,7 @@ from pipeline.engine.series import (
     write_text,
 )
 from pipeline.engine.storage import digest, read_json, remove_stale_temps, write_json
+from pipeline.flows.ticks_report import overall_report, universe_report
 from pipeline.kinds import ticks
 from pipeline.recipe import Recipe, RecipeError
 
@@ -89,7 +87,8 @@ class TicksRun:
 
     @functools.cached_property
     def analysis_digest(self) -> str:
-        return code_digest(analyses, self.analysis.analyse, self.analysis.consolidate, ticks, flow_module())
+        return code_digest(analyses, self.analysis.analyse, self.analysis.consolidate, ticks, __name__,
+                           "pipeline.flows.ticks_report")
 
     def result_stage(self, universe: int, index: int) -> str:
         return f"ticks/results/{self.universe(universe)[0]}/chunk_{index:03d}"
@@ -119,10 +118,6 @@ class TicksRun:
         chosen = (universe,) if universe else universes
         return digest([[self.result_fingerprint(u, c) for u in chosen for c in chunks], universe, list(universes),
                        dict(self.recipe.split), table["min_count"], self.recipe.name])
-
-
-def flow_module() -> ModuleType:
-    return sys.modules[__name__]
 
 
 def compact(numbers: tuple[int, ...]) -> str:
@@ -531,61 +526,3 @@ def flow_stages(recipe: Recipe) -> list[Stage]:
     stages += [Stage(run.final_stage("", u), run.final_fingerprint(u, universes, chunks), False) for u in universes]
     stages.append(Stage(run.final_stage(""), run.final_fingerprint(None, universes, chunks), False))
     return stages
-
-
-def _top(patterns: pa.Table, columns: list[str], count: int = 10) -> str:
-    columns = [c for c in columns if c in patterns.schema.names]
-    rows = patterns.select(columns).slice(0, count).to_pylist()
-    return markdown_table(columns, [[_fmt(row[c]) for c in columns] for row in rows])
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def universe_report(run: TicksRun, summary: dict[str, Any], consolidated: Consolidated) -> str:
-    """``performance_report.md`` of one universe."""
-    analysis, consolidation = summary["stages"]["analysis"], summary["stages"]["consolidation"]
-    rows = summary.get("rows") or {}
-    return (
-        f"# {summary['universe']}: {summary['interval_minutes']}-minute candles, lookback {summary['lookback']}, "
-        f"analysis {summary['analysis']}\n\n"
-        + markdown_table(["ticks", "chunks", "result rows", "train", "val", "test", "patterns"],
-                         [[summary["ticks"], len(summary["chunks"]), summary["result_rows"], rows.get("train", ""),
-                           rows.get("val", ""), rows.get("test", ""), summary["patterns_seen"]]])
-        + (f"\n{consolidated.report}" if consolidated.report else "")
-        + "\n## Time and memory\n\n"
-        + markdown_table(["stage", "tasks", "task seconds", "peak RSS MiB"],
-                         [["chunk × universe", analysis["tasks"], analysis["task_seconds"], analysis["peak_rss_mb"]],
-                          ["consolidation", 1, consolidation["seconds"], consolidation["peak_rss_mb"]]])
-        + f"\n## Top patterns\n\n{_top(consolidated.patterns, [*run.analysis.top_columns, 'rank'])}")
-
-
-def overall_report(run: TicksRun, metadata: dict[str, Any], summaries: list[dict], ranked: pa.Table,
-                   chunks: tuple[int, ...], stages: dict[str, dict]) -> str:
-    """``performance_report.md`` over all selected universes."""
-    tick_rows = metadata["ticks"]
-    bad = [[reason, tick_rows[reason]] for reason in ticks.REASONS]
-    stage_rows = [[name, s["tasks"], s.get("seconds", s.get("task_seconds")), s.get("wall_seconds", ""),
-                   s["peak_rss_mb"]] for name, s in stages.items()]
-    universe_rows = [[s["universe"], s["result_rows"], (s.get("rows") or {}).get("train", ""),
-                      (s.get("rows") or {}).get("val", ""), (s.get("rows") or {}).get("test", ""),
-                      s["patterns_seen"]] for s in summaries]
-    ranking = ""
-    if run.analysis.name == "necrozma":
-        ranking = "\n## Universe ranking (upstream's score)\n\n" + markdown_table(
-            ["rank", "universe", "targets", "signatures seen 3+ times", "dfa_mean", "score"],
-            [[i, r["name"], r["total_patterns"], r["high_conf_patterns"], _fmt(r["dfa_mean"]), _fmt(r["score"])]
-             for i, r in enumerate(necrozma.rankings(summaries), start=1)])
-    return (
-        f"# {run.recipe.name}: tick patterns (analysis {run.analysis.name})\n\n"
-        + markdown_table(["ticks read", "ticks kept", "bad ticks", "chunks", "chunk size", "universes"],
-                         [[tick_rows["read"], tick_rows["kept"], tick_rows["bad"], len(chunks),
-                           metadata["chunk_size"], len(summaries)]])
-        + "\n## Bad ticks\n\n" + markdown_table(["reason", "ticks"], bad)
-        + "\n## Time and memory per stage\n\n"
-        + markdown_table(["stage", "tasks", "seconds (summed over tasks)", "wall seconds", "peak RSS MiB"], stage_rows)
-        + "\n## Universes\n\n"
-        + markdown_table(["universe", "result rows", "train", "val", "test", "patterns"], universe_rows)
-        + ranking
-        + f"\n## Top patterns overall\n\n{_top(ranked, ['universe', *run.analysis.top_columns, 'global_rank'])}")
