@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SHARED_DATA, luigi_env
 
+from pipeline.analyses.next_candle import FEATURES
 from pipeline.engine.failures import InputError
 from pipeline.engine.series import SelectionError, parse_selection, resolve_selection
 from pipeline.engine.storage import read_json
 from pipeline.flows import ticks as flow
-from pipeline.analyses.next_candle import FEATURES
 from pipeline.kinds.ticks import CLASS_NAMES, read_csv_blocks
 from pipeline.recipe import RecipeError, load_recipe
 from pipeline.synthetic.ticks import write_ticks
