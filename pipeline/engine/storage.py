@@ -234,12 +234,6 @@ def iter_rows(handle: IO[bytes], chunk_rows: int) -> Iterator[np.ndarray]:
         raise ValueError("trailing bytes after the array data")
 
 
-def npy_info(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of the .npy file at ``path``."""
-    with open(path, "rb") as handle:
-        return read_npy_header(handle)
-
-
 def iter_npy(path: Path, chunk_rows: int) -> Iterator[np.ndarray]:
     """Yield the rows of the .npy file at ``path`` in chunks."""
     with open(path, "rb") as handle:
