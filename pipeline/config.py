@@ -39,7 +39,7 @@ class streaming(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg s
     """[streaming]: memory use of the merge and split, which stream their rows chunk by chunk."""
 
     chunk_mb = luigi.IntParameter(
-        default=64, description="rows per chunk streamed by merge and split, and held in memory by a batch, in MiB")
+        default=64, description="rows per chunk streamed by the split, in MiB")
 
     @property
     def chunk_bytes(self) -> int:
@@ -61,14 +61,11 @@ class guard(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg secti
 
 
 class processing(luigi.Config):  # noqa: N801 - the class name is the luigi.cfg section
-    """[processing]: how many tasks run at once, and how batches trade resumability against speed."""
+    """[processing]: how many tasks run at once, and how a command waits for other hosts."""
 
     workers = luigi.IntParameter(
         default=1, description="parallel worker processes; `python -m pipeline ... --workers N` overrides it; "
                                "capped to the CPU count")
-    checkpoint_ms = luigi.FloatParameter(
-        default=0.0, description="a file processed faster than this (ms) gets no output of its own and is redone "
-                                 "after a crash; 0 keeps every file's output (resume per file)")
     others_poll_s = luigi.FloatParameter(
         default=5.0, description="while tasks of the build run on another worker (another host), python -m pipeline "
                                  "looks again this often and exits once the build is complete or a task fails; "

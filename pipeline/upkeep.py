@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.engine.cleanup import batches_left, file_outputs_left, remove_batches, remove_file_outputs
+from pipeline.engine.cleanup import batches_left, remove_batches
 from pipeline.engine.layout import Layout
 from pipeline.engine.merge import MERGE
 from pipeline.engine.plan import Plan, plan_for
@@ -84,8 +84,6 @@ def _files_intermediates(recipe: Recipe) -> tuple[bool, list[Removable]]:
         removables.append(Removable("merged/", lambda: remove_record(layout.root, MERGE)))
     if batches_left(plan):
         removables.append(Removable(f"{_shown(layout, layout.intermediate)}/", lambda: remove_batches(plan)))
-    if file_outputs_left(plan):
-        removables.append(Removable("files/", lambda: remove_file_outputs(plan)))
     return complete, removables
 
 

@@ -1,36 +1,93 @@
-"""build_batch's memory budget and checkpoint threshold change what is saved, never the batch file."""
+"""The batch file: a frame per input file, resumed frame by frame, read back as the kind made the rows."""
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import pytest
 from conftest import hex_recipe
 
-from pipeline.engine.batches import build_batch
+from pipeline.engine import frames
+from pipeline.engine.batches import build_batch, process_file
 from pipeline.engine.discovery import discover
 from pipeline.engine.plan import make_plan
 from pipeline.recipe import load_recipe
 from pipeline.synthetic.hex import write_corpus
 
 
-def batch_bytes_and_file_outputs(tmp_path, name: str, **settings) -> tuple[bytes, list[str]]:
-    write_corpus(tmp_path / "in", files=4, games=3, size=5, seed=2)
+def plan_of(tmp_path, name: str = "hex", files: int = 6, compression: str = "deflate"):
+    if not (tmp_path / "in").exists():
+        write_corpus(tmp_path / "in", files=files, games=3, size=5, seed=2)
     recipe = load_recipe(hex_recipe(tmp_path, tmp_path / "in", name=name, process={"board_size": 5},
-                                    batch={"files_per_batch": 4}))
-    plan = make_plan(recipe, discover(recipe.input_dir, recipe.pattern))
-    record = build_batch(plan, plan.batches[0], **settings)
-    assert record["files"] == 4 and record["rows"] > 0
-    saved = sorted(p.name for p in plan.layout.files.rglob("*.npz")) if plan.layout.files.exists() else []
-    return plan.layout.batch(0).read_bytes(), saved
+                                    batch={"files_per_batch": files, "compression": compression}))
+    return make_plan(recipe, discover(recipe.input_dir, recipe.pattern))
 
 
-@pytest.mark.parametrize("settings, saved", [
-    ({"hold_bytes": 0, "checkpoint_s": 3600.0}, 4),  # nothing fits in memory: every file saved and read back
-    ({"hold_bytes": 1 << 30, "checkpoint_s": 3600.0}, 0),  # all held, all cheap: no per-file outputs
-    ({"hold_bytes": 1 << 30, "checkpoint_s": 0.0}, 4),  # every file worth a checkpoint
-])
-def test_budget_and_threshold_decide_per_file_outputs_only(tmp_path, settings, saved):
-    reference, every = batch_bytes_and_file_outputs(tmp_path, "reference")
-    assert len(every) == 4, "the defaults save every file"
-    ours, files = batch_bytes_and_file_outputs(tmp_path, "ours", **settings)
-    assert len(files) == saved
-    assert ours == reference
+def rows_of(path, name: str) -> np.ndarray:
+    return np.concatenate(list(frames.iter_array(path, frames.read_index(path), name, 7)))
+
+
+@pytest.mark.parametrize("compression", ["deflate", "none"])
+def test_the_batch_file_holds_each_files_rows_in_file_order(tmp_path, compression):
+    plan = plan_of(tmp_path, compression=compression)
+    record = build_batch(plan, plan.batches[0])
+    kind, settings = plan.recipe.kind, plan.recipe.kind_settings
+    direct = [process_file(kind, settings, plan.recipe.input_dir / f.relative, f.relative)[0].arrays
+              for f in plan.batches[0].files]
+    path = plan.layout.batch(0)
+    for name in ("X", "group", "value"):
+        assert np.array_equal(rows_of(path, name), np.concatenate([arrays[name] for arrays in direct]))
+    assert record["rows"] == sum(len(arrays["X"]) for arrays in direct)
+    assert not frames.partial_path(path).exists() and not plan.layout.files.exists(), "no file per input"
+
+
+def test_compression_shrinks_the_batch_file(tmp_path):
+    deflated = plan_of(tmp_path, "deflated")
+    raw = plan_of(tmp_path, "raw", compression="none")
+    build_batch(deflated, deflated.batches[0])
+    build_batch(raw, raw.batches[0])
+    assert deflated.layout.batch(0).stat().st_size * 3 < raw.layout.batch(0).stat().st_size
+
+
+def test_a_torn_batch_resumes_after_its_last_whole_frame_byte_identical(tmp_path):
+    plan = plan_of(tmp_path)
+    build_batch(plan, plan.batches[0])
+    path = plan.layout.batch(0)
+    clean = path.read_bytes()
+    with open(path, "rb") as handle:
+        found, _ = frames.scan(handle)
+    assert len(found) == 6
+    cut = found[3].offset + found[3].size // 2  # a kill while the fourth file's frame was being written
+    frames.partial_path(path).write_bytes(clean[:cut])
+    path.unlink()
+    plan.layout.batch_record(0).unlink()
+    record = build_batch(plan, plan.batches[0])
+    assert record["files_reused"] == 3, "the three whole frames are kept, the torn one redone"
+    assert path.read_bytes() == clean
+
+
+def test_a_changed_file_is_the_only_one_read_again_and_leaves_no_dead_rows(tmp_path):
+    plan = plan_of(tmp_path)
+    build_batch(plan, plan.batches[0])
+    changed = plan.recipe.input_dir / plan.batches[0].files[2].relative
+    lines = changed.read_text().splitlines()
+    changed.write_text("\n".join(lines[:1]) + "\n")
+    os.utime(changed, ns=(1, 1))
+    again = make_plan(plan.recipe, discover(plan.recipe.input_dir, plan.recipe.pattern))
+    record = build_batch(again, again.batches[0])
+    assert record["files_reused"] == 5
+    fresh = plan_of(tmp_path, "fresh")
+    build_batch(fresh, fresh.batches[0])
+    assert again.layout.batch(0).stat().st_size == fresh.layout.batch(0).stat().st_size, "stale frames dropped"
+    for name in ("X", "group", "policy"):
+        assert np.array_equal(rows_of(again.layout.batch(0), name), rows_of(fresh.layout.batch(0), name))
+
+
+def test_an_incomplete_batch_file_has_no_index(tmp_path):
+    plan = plan_of(tmp_path)
+    build_batch(plan, plan.batches[0])
+    path = plan.layout.batch(0)
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(ValueError, match="no index"):
+        frames.read_index(path)

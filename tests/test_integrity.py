@@ -57,7 +57,7 @@ def test_a_damaged_batch_is_rebuilt_never_split(tmp_path, shared_data, clean, ke
     recipe = hex_recipe(tmp_path, shared_data / "hex", batch={"files_per_batch": 1})
     out = tmp_path / "out-hex"
     assert build(recipe)
-    flip_byte(out / "intermediate" / "batch_0001.npz", keep_mtime)
+    flip_byte(out / "intermediate" / "batch_0001.frames", keep_mtime)
     recipe = hex_recipe(tmp_path, shared_data / "hex", batch={"files_per_batch": 1}, split={"seed": 4})
     assert build(recipe), "the split runs again, finds the batch damaged, rebuilds it and splits"
     assert final_bytes(out) == clean[4]
@@ -117,16 +117,17 @@ def test_cleanup_verifies_final_and_removes_only_recorded_intermediates(tmp_path
     recipe = hex_recipe(tmp_path, shared_data / "hex")
     out = tmp_path / "out-hex"
     assert build(recipe)
-    mine = [out / "merged" / "mine.npy", out / "intermediate" / "notes.txt", out / "files" / "keep.npz"]
+    mine = [out / "merged" / "mine.npy", out / "intermediate" / "notes.txt", out / "files" / "keep.npz",
+            out / "intermediate" / "batch_0000.npz"]
     for path in mine:
+        path.parent.mkdir(exist_ok=True)
         path.write_text("user data")
     flip_byte(out / "final" / "X_test.npy", keep_mtime=True)
     assert not build(recipe, Cleanup), "a damaged final/ is not cleaned up: its intermediates would repair it"
-    assert (out / "merged" / "manifest.json").is_file() and (out / "intermediate" / "batch_0000.npz").is_file()
+    assert (out / "merged" / "manifest.json").is_file() and (out / "intermediate" / "batch_0000.frames").is_file()
     assert build(recipe, Status, verify=True) and build(recipe) and build(recipe, Cleanup)
     assert all(path.read_text() == "user data" for path in mine)
-    assert not list((out / "intermediate").glob("batch_*")) and not (out / "merged" / "manifest.json").exists()
-    assert not [p for p in (out / "files").rglob("*.npz") if p.name != "keep.npz"]
+    assert not list((out / "intermediate").glob("batch_*.[fj]*")) and not (out / "merged" / "manifest.json").exists()
     assert final_bytes(out) == clean[3]
 
 

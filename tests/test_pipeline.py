@@ -127,10 +127,10 @@ def test_each_stage_runs_alone_and_merge_reuses_batches(tmp_path):
     recipe = hex_recipe(tmp_path, tmp_path / "in", process={"board_size": 5})
     out = tmp_path / "out-hex"
     assert run_luigi("BuildBatches", recipe).returncode == 0
-    assert sorted(p.name for p in (out / "intermediate").glob("batch_*.npz")) == [
-        "batch_0000.npz", "batch_0001.npz", "batch_0002.npz"]
-    assert not (out / "merged").exists() and not (out / "final").exists()
-    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.npz")}
+    assert sorted(p.name for p in (out / "intermediate").glob("batch_*.frames")) == [
+        "batch_0000.frames", "batch_0001.frames", "batch_0002.frames"]
+    assert not (out / "merged").exists() and not (out / "final").exists() and not (out / "files").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("batch_*")}
     assert run_luigi("BuildDataset", recipe).returncode == 0
     first = final_bytes(out)
     shutil.rmtree(out / "merged")
@@ -162,7 +162,7 @@ def test_corrupt_batches_are_detected_and_rebuilt_alone(tmp_path):
     out = tmp_path / "out-hex"
     assert run_luigi("BuildDataset", recipe).returncode == 0
     first = final_bytes(out)
-    batch0, batch2 = out / "intermediate" / "batch_0000.npz", out / "intermediate" / "batch_0002.npz"
+    batch0, batch2 = out / "intermediate" / "batch_0000.frames", out / "intermediate" / "batch_0002.frames"
     batch0.write_bytes(batch0.read_bytes()[:-100])  # truncated
     flipped = bytearray(batch2.read_bytes())
     flipped[len(flipped) // 2] ^= 0x10  # one bit flipped, same size
@@ -218,7 +218,7 @@ def test_cleanup_refuses_before_final_outputs_and_then_keeps_only_final(tmp_path
     assert run_luigi("BuildBatches", recipe).returncode == 0
     refused = run_luigi("Cleanup", recipe)
     assert refused.returncode == 30 and "run BuildDataset before Cleanup" in refused.stderr
-    assert (out / "intermediate").is_dir() and (out / "files").is_dir()
+    assert (out / "intermediate").is_dir()
     assert run_luigi("BuildDataset", recipe).returncode == 0
     first = final_bytes(out)
     assert run_luigi("Cleanup", recipe).returncode == 0

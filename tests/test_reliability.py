@@ -3,16 +3,15 @@ write errors and concurrent runs. docs/reliability.md maps each guarantee to its
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from test_pipeline import final_bytes, temp_files
 from test_plugins import command_recipe
 
 from pipeline.engine import batches as batches_module
+from pipeline.engine import frames
 from pipeline.engine.plan import forget_plans, plan_for
 from pipeline.engine.storage import TEMP_MARK, StorageError
 from pipeline.recipe import load_recipe
@@ -63,20 +63,36 @@ def temp_in(folder: Path):
     return found
 
 
+def frames_in_partials(out: Path) -> dict[str, int]:
+    """Whole frames in each batch file being written (``batch_NNNN.frames.partial``)."""
+    counts = {}
+    for path in (out / "intermediate").glob("*.frames.partial"):
+        try:
+            counts[path.name.split(".")[0]] = len(frames.scan(io.BytesIO(path.read_bytes()))[0])
+        except OSError:
+            continue
+    return counts
+
+
+def frames_written(out: Path):
+    """A batch file being written holds at least two whole frames."""
+    return lambda: any(count >= 2 for count in frames_in_partials(out).values())
+
+
 def task_started(out: Path, family: str):
     """A stage event: the task's run record appears in monitor/ when it starts."""
     return lambda: any((out / "monitor").glob(f"{family}*.json"))
 
 
 def assert_no_partial_outputs(out: Path) -> None:
-    """Everything under a final name is complete: per-file outputs load, batches match records."""
-    for path in (out / "files").rglob("*.npz"):
-        with np.load(path, allow_pickle=False) as data:
-            [data[name] for name in data.files]
+    """Everything under a final name is complete: batch files have their index and match their records."""
+    for path in (out / "intermediate").glob("*.frames"):
+        frames.read_index(path)
     for record in (out / "intermediate").glob("*.json"):
         outputs = json.loads(record.read_text())["outputs"]
-        assert outputs == {record.with_suffix(".npz").name: outputs[record.with_suffix(".npz").name]}
-        assert record.with_suffix(".npz").stat().st_size == outputs[record.with_suffix(".npz").name]["size"]
+        name = record.with_suffix(".frames").name
+        assert outputs == {name: outputs[name]}
+        assert (out / "intermediate" / name).stat().st_size == outputs[name]["size"]
     for stage in ("merged", "final"):
         manifest = out / stage / "manifest.json"
         if manifest.exists():
@@ -86,7 +102,7 @@ def assert_no_partial_outputs(out: Path) -> None:
 
 
 STAGES = {
-    "processing files": lambda out: temp_in(out / "files"),
+    "processing files": lambda out: frames_written(out),
     "writing a batch": lambda out: temp_in(out / "intermediate"),
     "merging": lambda out: task_started(out, "MergeBatches"),  # it writes one small manifest, no rows
     "splitting": lambda out: temp_in(out / "final"),
@@ -111,9 +127,12 @@ def test_interrupted_at_any_stage_the_rerun_is_byte_identical(tmp_path, corpus, 
         os.killpg(run.pid, signal.SIGKILL)
     assert not (out / "final" / "manifest.json").exists()
     assert_no_partial_outputs(out)
+    in_flight = frames_in_partials(out)
     done = run_luigi("BuildDataset", recipe)
     assert done.returncode == 0, done.stderr[-3000:]
     assert final_bytes(out) == reference
+    for batch, kept in in_flight.items():  # a kill mid-batch redoes at most the file in flight
+        assert json.loads((out / "intermediate" / f"{batch}.json").read_text())["facts"]["files_reused"] == kept
     assert temp_files(out) == []
 
 
@@ -179,43 +198,31 @@ def test_unreadable_and_vanished_files_are_recorded_and_retried(tmp_path, shared
         "b.trmph": "FileNotFoundError", "c.trmph": "PermissionError"}
     assert "Permission denied" in errors["c.trmph"]["message"]
     assert record["files"] == 3 and record["files_failed"] == 2
-    assert (tmp_path / "out-hex" / "files" / "a.trmph.npz").exists()
-    assert not (tmp_path / "out-hex" / "files" / "c.trmph.npz").exists(), "an OS error is tried again next run"
+    with open(plan.layout.batch(0), "rb") as handle:
+        kept = [frame.meta["file"] for frame in frames.scan(handle)[0]]
+    assert kept == ["a.trmph"], "an OS error is tried again next run"
     monkeypatch.undo()
     forget_plans()
     again = batches_module.build_batch(plan, plan.batches[0])
     assert [f["file"] for f in again["failures"]] == ["b.trmph"] and again["files_reused"] == 1
 
 
-def member_data_offset(path: Path, member: str) -> int:
-    """The offset of the middle of ``member``'s (compressed) data in a zip file."""
-    with zipfile.ZipFile(path) as archive:
-        info = archive.getinfo(member)
-    with open(path, "rb") as handle:
-        handle.seek(info.header_offset + 26)
-        name, extra = struct.unpack("<HH", handle.read(4))
-    return info.header_offset + 30 + name + extra + info.compress_size // 2
-
-
-def test_a_corrupt_per_file_output_is_rebuilt_alone(tmp_path):
-    paths = write_corpus(tmp_path / "in", files=4, games=2, size=5, seed=12)
+def test_a_damaged_batch_file_keeps_its_frames_before_the_damage(tmp_path):
+    write_corpus(tmp_path / "in", files=4, games=2, size=5, seed=12)
     recipe = hex_recipe(tmp_path, tmp_path / "in", process={"board_size": 5}, batch={"files_per_batch": 4})
     out = tmp_path / "out-hex"
     assert run_luigi("BuildDataset", recipe).returncode == 0
     first = final_bytes(out)
-    outputs = sorted((out / "files").glob("*.npz"))
-    stamps = {p.name: p.stat().st_mtime_ns for p in outputs}
-    damaged = bytearray(outputs[1].read_bytes())
-    damaged[member_data_offset(outputs[1], "X.npy")] ^= 0x01  # in the rows, not in a header's date field
-    outputs[1].write_bytes(bytes(damaged))
-    outputs[2].write_bytes(outputs[2].read_bytes()[:50])
-    stamps_after_damage = {p.name: p.stat().st_mtime_ns for p in outputs}
-    os.utime(paths[3])  # the batch must be rebuilt: its last input changed (same content)
+    batch = out / "intermediate" / "batch_0000.frames"
+    with open(batch, "rb") as handle:
+        found, _ = frames.scan(handle)
+    damaged = bytearray(batch.read_bytes())
+    damaged[found[1].offset + found[1].size - 5] ^= 0x01  # in the second file's rows
+    batch.write_bytes(bytes(damaged))
+    shutil.rmtree(out / "final")  # the split runs again, and verifies the batches it reads
     assert run_luigi("BuildDataset", recipe).returncode == 0
-    now = {p.name: p.stat().st_mtime_ns for p in outputs}
-    assert now[outputs[0].name] == stamps[outputs[0].name], "an intact, fresh output is reused"
-    for rebuilt in (outputs[1], outputs[2], outputs[3]):
-        assert now[rebuilt.name] != stamps_after_damage[rebuilt.name]
+    record = json.loads((out / "intermediate" / "batch_0000.json").read_text())
+    assert record["facts"]["files_reused"] == 1, "the frame before the damage is kept, the rest read again"
     assert final_bytes(out) == first
 
 
@@ -229,40 +236,42 @@ def test_freshness_rebuilds_exactly_what_a_change_affects(tmp_path):
     def stamps(pattern: str) -> dict[str, int]:
         return {str(p): p.stat().st_mtime_ns for p in out.glob(pattern)}
 
-    files, batches, merged = stamps("files/*.npz"), stamps("intermediate/*"), stamps("merged/*")
+    batches, merged = stamps("intermediate/*"), stamps("merged/*")
     hex_recipe(tmp_path, tmp_path / "in", **base, split={"seed": 99})
     status = subprocess.run(luigi_command("Status", recipe), env=luigi_env(), capture_output=True, text=True)
     assert "batches: 3 up to date" in status.stdout and "merged: up to date" in status.stdout
     assert "final: stale" in status.stdout
     assert run_luigi("BuildDataset", recipe).returncode == 0
-    assert (stamps("files/*.npz"), stamps("intermediate/*"), stamps("merged/*")) == (files, batches, merged)
+    assert (stamps("intermediate/*"), stamps("merged/*")) == (batches, merged)
 
     hex_recipe(tmp_path, tmp_path / "in", **{**base, "process": {"board_size": 5, "position_selector": "final"}})
     status = subprocess.run(luigi_command("Status", recipe), env=luigi_env(), capture_output=True, text=True)
     assert "batches: 3 stale" in status.stdout
     assert run_luigi("BuildDataset", recipe).returncode == 0
-    assert all(stamps("files/*.npz")[p] != files[p] for p in files), "a process setting rebuilds every file"
+    for record in out.glob("intermediate/*.json"):
+        assert json.loads(record.read_text())["facts"]["files_reused"] == 0, "a process setting rebuilds every file"
     assert json.loads((out / "final" / "stats.json").read_text())["rows"]["total"] == 12
 
 
 def test_a_failing_write_leaves_no_partial_output_and_a_rerun_completes(tmp_path, monkeypatch):
     write_corpus(tmp_path / "in", files=4, games=2, size=5, seed=14)
-    recipe = load_recipe(hex_recipe(tmp_path, tmp_path / "in", process={"board_size": 5}))
+    recipe = load_recipe(hex_recipe(tmp_path, tmp_path / "in", process={"board_size": 5},
+                                    batch={"files_per_batch": 4}))
     forget_plans()
     plan = plan_for(recipe)
-    real_write = batches_module.NpzWriter.add
 
-    def broken(self, *args, **kwargs):
+    def broken(*args, **kwargs):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(batches_module.NpzWriter, "add", broken)
-    with pytest.raises(StorageError, match=r"writing .*batch_0000.npz failed: Input/output error"):
+    monkeypatch.setattr(frames, "finish", broken)
+    with pytest.raises(StorageError, match=r"writing .*batch_0000.frames failed: Input/output error"):
         batches_module.build_batch(plan, plan.batches[0])
     intermediate = tmp_path / "out-hex" / "intermediate"
-    assert list(intermediate.iterdir()) == []
-    monkeypatch.setattr(batches_module.NpzWriter, "add", real_write)
-    batches_module.build_batch(plan, plan.batches[0])
-    assert sorted(p.name for p in intermediate.iterdir()) == ["batch_0000.json", "batch_0000.npz"]
+    assert sorted(p.name for p in intermediate.iterdir()) == ["batch_0000.frames.partial"], "nothing under its name"
+    monkeypatch.undo()
+    record = batches_module.build_batch(plan, plan.batches[0])
+    assert sorted(p.name for p in intermediate.iterdir()) == ["batch_0000.frames", "batch_0000.json"]
+    assert record["files_reused"] == 4, "the frames written before the error are kept"
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import subprocess
 
 from conftest import hex_recipe, luigi_command, luigi_env
 
+from pipeline.engine import frames
 from pipeline.kinds import trmph
 
 PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
@@ -70,4 +71,8 @@ def test_special_files_are_recorded_and_the_rest_is_processed(tmp_path, shared_d
     assert stats["files"] == {"discovered": 10, "processed": 1, "failed": 9}
     assert stats["records"] == {"processed": 5, "failed": 0}
     assert stats["rows"]["total"] == 356, "the good file's 5 games, as upstream counts them"
-    assert sorted(p.name for p in (out / "files").iterdir()) == ["good.trmph.npz"], "refusals are not kept"
+    kept = []
+    for path in sorted((out / "intermediate").glob("*.frames")):
+        with open(path, "rb") as handle:
+            kept += [frame.meta["file"] for frame in frames.scan(handle)[0]]
+    assert kept == ["good.trmph"], "refusals are not kept"

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "splendor_ia.toml"
 SAMPLE_GAMES = ROOT / "samples" / "splendor_ia"
 SPLITS = ("train", "val", "test")
-PIPELINE_FOLDERS = {"files", "intermediate", "merged"}
+PIPELINE_FOLDERS = {"intermediate", "merged"}
 
 
 def sample_recipe(folder: Path, input_dir: Path, *extra: str) -> Path:
@@ -91,7 +91,7 @@ def test_the_upstream_bug_reports_validation_steps(tmp_path):
     out = tmp_path / "cleaned" / "out"
     # Batches only (no merge) leave intermediate/ files: 12 games, 4 per batch.
     assert run(BuildBatches(recipe=recipe))
-    batches = [f"batch_{index:04d}.{suffix}" for index in range(3) for suffix in ("json", "npz")]
+    batches = [f"batch_{index:04d}.{suffix}" for index in range(3) for suffix in ("frames", "json")]
     assert batch_files(out / "intermediate") == batches
     assert not (out / "merged").exists() and not (out / "final").exists()
     # They are still there after a merge run alone; the X shapes are non-empty.
@@ -100,11 +100,8 @@ def test_the_upstream_bug_reports_validation_steps(tmp_path):
     merged = json.loads((out / "merged" / "manifest.json").read_text())
     rows, columns = sum(count for _, count in merged["batches"]), merged["arrays"]["X"]["shape"]
     assert rows > 0 and columns == [422]
-    # A merge with cleanup removes the per-file outputs the batches replace. The batches
-    # stay: they are the dataset's rows (there is no merged copy); the split reads them.
-    assert (out / "files" / "2_games").is_dir()
-    assert run(MergeBatches(recipe=recipe, cleanup=True))
-    assert not (out / "files").exists() and batch_files(out / "intermediate") == batches
+    # No file per input game: each game is a frame of its batch file.
+    assert not (out / "files").exists()
     # A full run with cleanup leaves none, and its final/ is upstream's rows.
     assert run(BuildDataset(recipe=recipe, cleanup=True))
     assert not PIPELINE_FOLDERS & {path.name for path in out.iterdir()}
@@ -134,7 +131,7 @@ def test_the_upstream_bug_reports_validation_steps(tmp_path):
     assert batch_files(scratch) == [] and (scratch / "notes.txt").read_text() == "not the pipeline's"
     assert not (tmp_path / "elsewhere" / "out" / "merged").exists()
     # --help of the commands documents the cleanup and batch-only options.
-    for task in ("MergeBatches", "BuildDataset"):
-        text = help_text(task)
-        assert "--cleanup" in text and "delete the" in text and "run BuildBatches" in text, task
+    for task in ("SplitDataset", "BuildDataset"):
+        assert "--cleanup" in help_text(task) and "delete the intermediates" in help_text(task), task
+    assert "run BuildBatches" in help_text("BuildDataset")
     assert "BuildBatches is the batch-only run" in help_text("BuildBatches")

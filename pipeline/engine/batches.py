@@ -1,46 +1,38 @@
-"""Processing one batch of input files: per-file outputs reused or made, then one batch file.
+"""Processing one batch of input files into one batch file, resumable file by file.
 
-Each input file gets its own output (``files/<relative>.npz``, with its fingerprint and
-failure records inside), so an interrupted batch resumes file by file. The batch file
-(``intermediate/batch_NNNN.npz``) is the per-file rows concatenated, streamed member by
-member; its record (``batch_NNNN.json``: fingerprint, size, checksum, counts, each file's rows, failures)
-is written last and is what marks the batch complete.
+Each input file's rows, fingerprint and failure records are one frame appended to the
+batch file (``intermediate/batch_NNNN.frames``, see :mod:`pipeline.engine.frames`) as
+soon as the file is processed, so an interrupted batch resumes file by file and no file
+per input is written. Its record (``batch_NNNN.json``: fingerprint, size, checksum,
+counts, each file's rows, failures, split statistics) is written last and is what marks
+the batch complete.
 """
 
 from __future__ import annotations
 
 import collections
-import json
+import contextlib
+import fcntl
 import logging
+import os
 import time
-import zipfile
-import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipeline.engine import frames
 from pipeline.engine.discovery import InputFile, refusal
 from pipeline.engine.failures import BAD_INPUT, InputError, describe, failure, failure_limit, run_token, stop_the_run
 from pipeline.engine.plan import Batch, Plan
 from pipeline.engine.provenance import file_rows
-from pipeline.engine.records import StageRecord, damaged, intact, output_entry
+from pipeline.engine.records import StageRecord, damaged, intact, output_entry, remove_outputs
 from pipeline.engine.splitting import RunningMoments, assign_splits, split_key
-from pipeline.engine.storage import (
-    NpzWriter,
-    atomic_open,
-    digest,
-    iter_npz_member,
-    npz_members,
-    read_json,
-    save_npz,
-    write_json,
-)
+from pipeline.engine.storage import StorageError, atomic_open, digest, read_json, write_json
 from pipeline.kinds.base import FileResult, Kind, as_file_result, group_id
 
 logger = logging.getLogger("luigi-interface")
-META = "_meta"
 Progress = Callable[..., None]
 """``progress(files done, files in all, failures, records=records read so far)``."""
 
@@ -68,44 +60,28 @@ def process_file(kind: Kind, settings: dict, path: Path, relative: str) -> tuple
     return result, failures, True
 
 
-def load_file_output(plan: Plan, relative: str, fingerprint: str) -> tuple[dict, dict] | None:
-    """Arrays and metadata of a per-file output, or None when missing, stale or corrupt."""
-    layout = plan.layout
+def _blobs_in_place(plan: Plan, meta: dict) -> bool:
+    """Whether the byte outputs a frame lists (a command's results under ``files/``) are there, of their sizes."""
     try:
-        with np.load(layout.file_output(relative), allow_pickle=False) as data:
-            meta = json.loads(str(data[META]))
-            if meta.get("fingerprint") != fingerprint:
-                return None
-            arrays = {name: data[name] for name in data.files if name != META}
-        for name, size in meta["blobs"].items():
-            if layout.file_blob(relative, name).stat().st_size != size:
-                return None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):  # damaged: made again
-        return None
-    return arrays, meta
+        return all(plan.layout.file_blob(meta["file"], name).stat().st_size == size
+                   for name, size in meta.get("blobs", {}).items())
+    except OSError:
+        return False
 
 
-def file_output(plan: Plan, file: InputFile, fingerprint: str, checkpoint_s: float = 0.0,
-                room: int = 0) -> tuple[dict, dict]:
-    """The output of one input file: reused when fresh and intact, else made and saved.
+def make_file(plan: Plan, file: InputFile, fingerprint: str) -> tuple[dict, dict, bool]:
+    """Process one input file: its arrays, its frame's meta, and whether to keep it (False: try again next run).
 
-    Blobs are written before the .npz, which is the file's commit record. With a
-    ``checkpoint_s`` above 0, a file made faster than that whose rows fit in ``room`` bytes
-    (what the batch still holds in memory) and that has no blobs is not saved: redoing it
-    after a crash costs less than writing it. The returned ``meta`` says whether it was ``reused``.
+    Its blobs (byte outputs, e.g. a command's stdout) are written under ``files/`` first:
+    the frame appended after them is their commit record.
     """
-    layout, recipe = plan.layout, plan.recipe
+    recipe = plan.recipe
     refused = refusal(file, recipe.kind)
-    cached = None if refused else load_file_output(plan, file.relative, fingerprint)
-    if cached is not None:
-        return cached[0], {**cached[1], "reused": True}
-    started = time.perf_counter()
-    if refused:  # never opened (a FIFO blocks, /dev/zero never ends) nor saved: the next run looks again
+    if refused:  # never opened (a FIFO blocks, /dev/zero never ends) nor kept: the next run looks again
         result, failures, keep = FileResult({}, 0), [failure(file.relative, None, *refused)], False
     else:
         result, failures, keep = process_file(
             recipe.kind, recipe.kind_settings, recipe.input_dir / file.relative, file.relative)
-    took = time.perf_counter() - started
     arrays = result.arrays
     meta = {"fingerprint": fingerprint, "file": file.relative, "records": result.records,
             "rows": len(arrays["X"]) if arrays else 0, "failed": bool(failures) and not result.records,
@@ -113,17 +89,98 @@ def file_output(plan: Plan, file: InputFile, fingerprint: str, checkpoint_s: flo
                                                for e in result.errors if e.warning],
             "blobs": {name: len(blob) for name, blob in result.blobs.items()},
             "metadata": result.metadata}
-    if keep and (result.blobs or took >= checkpoint_s or sum(a.nbytes for a in arrays.values()) > room):
+    if keep:
         for name, blob in result.blobs.items():
-            with atomic_open(layout.file_blob(file.relative, name)) as handle:
+            with atomic_open(plan.layout.file_blob(file.relative, name)) as handle:
                 handle.write(blob)
-        save_npz(layout.file_output(file.relative), {**arrays, META: np.array(json.dumps(meta))},
-                 recipe.tables["batch"]["compression"] == "deflate")
-    return arrays, {**meta, "reused": False}
+    return arrays, meta, keep
 
 
-def _row_spec(arrays: dict[str, np.ndarray]) -> dict[str, tuple[str, tuple[int, ...]]]:
-    return {name: (array.dtype.str, array.shape[1:]) for name, array in sorted(arrays.items())}
+@contextlib.contextmanager
+def writer_lock(path: Path) -> Iterator[bool]:
+    """Be the only writer of batch file ``path`` (an flock on ``.<name>.lock``, which NFS passes between hosts).
+
+    Yields whether another writer held it first (then the batch may be complete already).
+    The lock file is removed on release; a waiter that locked a removed file locks again.
+    """
+    lock = path.with_name(f".{path.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    waited = False
+    while True:
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waited = True
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        try:
+            if os.fstat(descriptor).st_ino == os.stat(lock).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(descriptor)
+    try:
+        yield waited
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(descriptor)
+
+
+class BatchFile:
+    """The batch file being written (``.partial``): the frames kept from earlier runs, and appending more.
+
+    An earlier complete batch file (stale: a file changed, a file to try again, another
+    layout) becomes the partial, so its frames still current are kept. Frames that are not
+    (a changed file's, a torn tail) are dropped: the kept ones are copied into a fresh
+    partial when any stale one holds rows, so no dead rows stay at rest.
+    """
+
+    def __init__(self, plan: Plan, batch: Batch):
+        self.path = plan.layout.batch(batch.index)
+        self.partial = frames.partial_path(self.path)
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        if not self.partial.exists() and self.path.exists():
+            os.replace(self.path, self.partial)
+        wanted = set(batch.file_fingerprints)
+        self.handle = open(self.partial, "r+b" if self.partial.exists() else "w+b")  # noqa: SIM115 - closed by finish
+        found, self.end = frames.scan(self.handle)
+        self.kept: dict[str, frames.Frame] = {}
+        for frame in found:
+            if frame.meta["fingerprint"] in wanted and _blobs_in_place(plan, frame.meta):
+                self.kept[frame.meta["fingerprint"]] = frame
+        if any(frame.meta["rows"] and self.kept.get(frame.meta["fingerprint"]) is not frame for frame in found):
+            self._compact()
+        self.handle.seek(self.end)
+        self.handle.truncate()
+
+    def _compact(self) -> None:
+        """Rewrite the partial with the kept frames only."""
+        with atomic_open(self.partial) as out:
+            for frame in self.kept.values():
+                out.write(frames.read_raw(self.handle, frame))
+        self.handle.close()
+        self.handle = open(self.partial, "r+b")  # noqa: SIM115 - closed by finish
+        found, self.end = frames.scan(self.handle)
+        self.kept = {frame.meta["fingerprint"]: frame for frame in found}
+
+    def append(self, meta: dict, arrays: dict, deflate: bool) -> frames.Frame:
+        """Append one file's frame (readable by the next run once written, whatever happens after)."""
+        data, stored = frames.encode(meta, arrays, deflate)
+        self.handle.write(data)
+        self.handle.flush()
+        frame = frames.Frame(self.end, len(data), stored)
+        self.end += len(data)
+        return frame
+
+    def finish(self, spec: dict, entries: list[dict]) -> Path:
+        """Append the index and rename the batch file into place."""
+        frames.finish(self.handle, self.end, frames.index_frame(spec, entries))
+        self.close()
+        os.replace(self.partial, self.path)
+        return self.path
+
+    def close(self) -> None:
+        self.handle.close()
 
 
 def _mismatch(relative: str, file_spec: dict, spec: dict) -> dict[str, Any]:
@@ -152,69 +209,95 @@ def choose_layout(layouts: list[dict[str, Any]]) -> str | None:
     return min(totals, key=lambda d: (-totals[d][0], -totals[d][1], d)) if totals else None
 
 
-def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold_bytes: int = 0,
-                checkpoint_s: float = 0.0, dataset_layout: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Make every file output of ``batch`` and the batch file; return the batch record.
+def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None,
+                dataset_layout: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the batch file of ``batch``, a frame per input file (kept from earlier runs when current); its record.
 
     The batch takes the row layout (arrays and metadata) of ``dataset_layout`` (a ``layouts``
-    entry: the dataset's, see :func:`choose_layout`), or else its own files' choice; a file of another layout is
-    that file's failure. The record's ``layouts`` count the files and rows of each layout
-    so that the merge can choose the dataset's.
+    entry: the dataset's, see :func:`choose_layout`), or else its own files' choice; a file
+    of another layout is that file's failure (its frame stays, out of the index). The
+    record's ``layouts`` count the files and rows of each layout so that the merge can
+    choose the dataset's.
 
-    Rows of up to ``hold_bytes`` stay in memory for writing the batch file; files beyond
-    that budget are read back from their outputs, so memory stays bounded. Under
-    ``on_error = "fail"`` the first failure anywhere in the run stops every batch before
-    its next file (a marker file shared by all workers of all hosts); the error names it.
+    Memory holds one file's rows at a time. Under ``on_error = "fail"`` the first failure
+    anywhere in the run stops every batch before its next file (a marker file shared by all
+    workers of all hosts); the error names it.
     """
+    layout = plan.layout
+    with writer_lock(layout.batch(batch.index)) as waited:
+        if waited and batch_is_complete(plan, batch):  # built meanwhile by another run
+            return batch_facts(plan, batch.index)
+        try:
+            output = BatchFile(plan, batch)
+        except OSError as exc:
+            raise StorageError(f"writing {layout.batch(batch.index)} failed: {exc.strerror or exc}") from exc
+        return _write_batch(plan, batch, output, progress, dataset_layout)
+
+
+def _write_batch(plan: Plan, batch: Batch, output: BatchFile, progress: Progress | None,
+                 dataset_layout: dict[str, Any] | None) -> dict[str, Any]:
+    """:func:`build_batch` once its batch file is open."""
     layout, recipe = plan.layout, plan.recipe
     stop = layout.stop_marker(plan.run_id)
     limit = failure_limit(recipe.max_failures, plan.file_count)
-    metas, specs, failures, held, held_bytes = [], {}, [], [], 0
+    deflate = recipe.tables["batch"]["compression"] == "deflate"
+    metas, placed, specs, failures = [], [], {}, []
     started = time.monotonic()
-    for done, (file, fingerprint) in enumerate(zip(batch.files, batch.file_fingerprints, strict=True), start=1):
-        if recipe.on_error == "fail" and stop.exists():
-            raise InputError(f"stopped: {stop.read_text()}")
-        arrays, meta = file_output(plan, file, fingerprint, checkpoint_s, hold_bytes - held_bytes)
-        size = sum(array.nbytes for array in arrays.values())
-        hold = bool(meta["rows"]) and held_bytes + size <= hold_bytes
-        held.append(arrays if hold else None)
-        held_bytes += size if hold else 0
-        if arrays and meta["rows"]:
-            file_spec = json.loads(json.dumps({"arrays": _row_spec(arrays), "metadata": meta.get("metadata", {})}))
-            meta["layout"] = digest(file_spec)
-            specs.setdefault(meta["layout"], file_spec)
-        failures.extend(meta["failures"])
-        metas.append(meta)
-        for retried in (f for f in meta["failures"] if f.get("retry") == "code error"):
-            logger.warning("%s: a code error, not bad input (%s: %s); the file is tried again on the next run",
-                           retried["file"], retried["error"], retried["message"])
-        if failures and recipe.on_error == "fail":
-            raise InputError(stop_the_run(plan, failures[0]))
-        failed_files = sum(m["failed"] for m in metas)
-        if failed_files > limit:
-            raise InputError(f"{failed_files} files failed in batch {batch.index}, more than max_failures "
-                             f"allows ({limit} of {plan.file_count}); last: {describe(failures[-1])}")
-        if progress:
-            progress(done, len(batch.files), len(failures), records=sum(m["records"] for m in metas))
-    layouts = [{"digest": key, "spec": spec, "files": sum(m.get("layout") == key for m in metas),
-                "rows": sum(m["rows"] for m in metas if m.get("layout") == key)} for key, spec in sorted(specs.items())]
-    layout_key = dataset_layout["digest"] if dataset_layout else choose_layout(layouts)
-    spec = dataset_layout["spec"] if dataset_layout else specs.get(layout_key)
-    for index, meta in enumerate(metas):
-        if meta.get("layout") not in (None, layout_key):
-            mismatch = _mismatch(meta["file"], specs[meta["layout"]], spec)
-            metas[index] = {**meta, "rows": 0, "failed": True, "failures": [*meta["failures"], mismatch]}
-            failures.append(mismatch)
+    try:
+        for done, (file, fingerprint) in enumerate(zip(batch.files, batch.file_fingerprints, strict=True), start=1):
+            if recipe.on_error == "fail" and stop.exists():
+                raise InputError(f"stopped: {stop.read_text()}")
+            frame = output.kept.get(fingerprint)
+            if frame is None:
+                arrays, meta, keep = make_file(plan, file, fingerprint)
+                frame = output.append(meta, arrays, deflate) if keep else None
+                meta = {**(frame.meta if frame else meta), "reused": False}
+            else:
+                meta = {**frame.meta, "reused": True}
+            if meta["rows"]:
+                file_spec = {"arrays": {name: entry[2:] for name, entry in sorted(meta["arrays"].items())},
+                             "metadata": meta.get("metadata", {})}
+                meta["layout"] = digest(file_spec)
+                specs.setdefault(meta["layout"], file_spec)
+            failures.extend(meta["failures"])
+            metas.append(meta)
+            placed.append(frame)
+            for retried in (f for f in meta["failures"] if f.get("retry") == "code error"):
+                logger.warning("%s: a code error, not bad input (%s: %s); the file is tried again on the next run",
+                               retried["file"], retried["error"], retried["message"])
+            if failures and recipe.on_error == "fail":
+                raise InputError(stop_the_run(plan, failures[0]))
+            failed_files = sum(m["failed"] for m in metas)
+            if failed_files > limit:
+                raise InputError(f"{failed_files} files failed in batch {batch.index}, more than max_failures "
+                                 f"allows ({limit} of {plan.file_count}); last: {describe(failures[-1])}")
+            if progress:
+                progress(done, len(batch.files), len(failures), records=sum(m["records"] for m in metas))
+        layouts = [{"digest": key, "spec": spec, "files": sum(m.get("layout") == key for m in metas),
+                    "rows": sum(m["rows"] for m in metas if m.get("layout") == key)}
+                   for key, spec in sorted(specs.items())]
+        layout_key = dataset_layout["digest"] if dataset_layout else choose_layout(layouts)
+        spec = dataset_layout["spec"] if dataset_layout else specs.get(layout_key)
+        for index, meta in enumerate(metas):
+            if meta.get("layout") not in (None, layout_key):
+                mismatch = _mismatch(meta["file"], specs[meta["layout"]], spec)
+                metas[index] = {**meta, "rows": 0, "failed": True, "failures": [*meta["failures"], mismatch]}
+                failures.append(mismatch)
+        arrays_spec = {name: {"dtype": dtype, "shape": list(shape)}
+                       for name, (dtype, shape) in (spec["arrays"] if spec else {}).items()}
+        entries = [{"file": meta["file"], "rows": meta["rows"], "codec": frame.meta["codec"],
+                    "segments": frames.segments(frame)}
+                   for meta, frame in zip(metas, placed, strict=True) if meta["rows"]]
+        path = output.finish(arrays_spec, entries)
+    except OSError as exc:
+        raise StorageError(f"writing {output.path} failed: {exc.strerror or exc}") from exc
+    finally:
+        output.close()
     rows = sum(meta["rows"] for meta in metas)
-    arrays_spec = spec["arrays"] if spec else {}
-    path = layout.batch(batch.index)
-    with atomic_open(path) as handle, NpzWriter(handle, recipe.tables["batch"]["compression"] == "deflate") as writer:
-        for name, (dtype, row_shape) in arrays_spec.items():
-            writer.add(name, _member_chunks(plan, batch, metas, held, name), np.dtype(dtype), row_shape, rows)
     facts = {
         "split": split_statistics(plan, path) if rows else None,
         "rows": rows,
-        "arrays": {name: {"dtype": dtype, "shape": list(shape)} for name, (dtype, shape) in arrays_spec.items()},
+        "arrays": arrays_spec,
         "metadata": spec["metadata"] if spec else {},
         "layout": layout_key if spec else None,
         "layouts": layouts,
@@ -231,7 +314,10 @@ def build_batch(plan: Plan, batch: Batch, progress: Progress | None = None, hold
         "run": run_token(),
     }
     stage = StageRecord(f"batches/{batch.index:04d}", batch.fingerprint, {path.name: output_entry(path)}, facts)
+    earlier = read_batch_record(plan, batch.index)
     write_json(layout.batch_record(batch.index), stage.to_json())
+    if earlier:  # what an earlier version wrote under another name (batch_NNNN.npz), and only that
+        remove_outputs(layout.intermediate, [name for name in earlier.outputs if name != path.name])
     return batch_view(stage)
 
 
@@ -267,29 +353,19 @@ def split_statistics(plan: Plan, path: Path) -> dict[str, Any]:
     rows or fit the normalisation; recorded with the split settings they hold for.
     """
     settings = plan.recipe.split
-    shape, dtype = npz_members(path)["X"]
-    columns = int(np.prod(shape[1:], dtype=np.int64))
-    size = max(1, STATISTICS_CHUNK_BYTES // max(1, columns * dtype.itemsize))
+    index = frames.read_index(path)
+    spec = index["spec"]["X"]
+    columns = int(np.prod(spec["shape"], dtype=np.int64))
+    size = max(1, STATISTICS_CHUNK_BYTES // max(1, columns * np.dtype(spec["dtype"]).itemsize))
     counts, moments = np.zeros(3, dtype=np.int64), RunningMoments(columns) if settings["normalize"] else None
-    for x, groups in zip(iter_npz_member(path, "X", size), iter_npz_member(path, "group", size), strict=True):
+    chunks = zip(frames.iter_array(path, index, "X", size), frames.iter_array(path, index, "group", size), strict=True)
+    for x, groups in chunks:
         where = assign_splits(groups, settings)
         counts += np.bincount(where, minlength=3)
         if moments:
             moments.update(x.reshape(len(x), -1)[where == 0])
     return {"settings": split_key(settings), "rows": counts.tolist(),
             "train": moments.to_json() if moments else None}
-
-
-def _member_chunks(plan: Plan, batch: Batch, metas: list[dict], held: list[dict | None], name: str):
-    """One array of each file output with rows in file order: held in memory, else read back."""
-    for file, meta, arrays in zip(batch.files, metas, held, strict=True):
-        if not meta["rows"]:
-            continue
-        if arrays is not None:
-            yield arrays[name]
-            continue
-        with np.load(plan.layout.file_output(file.relative), allow_pickle=False) as data:
-            yield data[name]
 
 
 def batch_records(plan: Plan) -> list[dict[str, Any]]:

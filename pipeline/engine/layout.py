@@ -105,7 +105,7 @@ class Layout:
 
     @property
     def files(self) -> Path:
-        """Per-input-file outputs, mirroring the input tree."""
+        """Byte outputs of kinds whose product is a file per input (``command``), mirroring the input tree."""
         return self.root / "files"
 
     @property
@@ -121,9 +121,6 @@ class Layout:
     def final(self) -> Path:
         return self.root / "final"
 
-    def file_output(self, relative: str) -> Path:
-        return self.files / f"{relative}.npz"
-
     def file_blob(self, relative: str, name: str) -> Path:
         """A byte output a kind made for one input file (e.g. a command's stdout)."""
         return self.files / f"{relative}.{name}"
@@ -138,7 +135,8 @@ class Layout:
         return self.stop / f"{run_id}.txt"
 
     def batch(self, index: int) -> Path:
-        return self.intermediate / f"batch_{index:04d}.npz"
+        """The batch file: a frame per input file, then its index (engine/frames.py)."""
+        return self.intermediate / f"batch_{index:04d}.frames"
 
     def batch_record(self, index: int) -> Path:
         """The batch's record: fingerprint, size, checksum and stats; written last."""

@@ -23,8 +23,8 @@ MERGE_CODE = ("pipeline.engine.merge", "pipeline.engine.storage")
 SPLIT_CODE = ("pipeline.engine.split", "pipeline.engine.splitting", "pipeline.engine.provenance",
               "pipeline.engine.storage")
 """Engine modules whose code each stage's fingerprint includes."""
-BATCH_FORMAT = 2
-"""Version of the batch record; a batch recorded by another version is rebuilt (2: ``file_rows``)."""
+BATCH_FORMAT = 3
+"""Version of the batch file and record; a batch of another version is rebuilt (3: frames, no per-file outputs)."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.engine import frames
 from pipeline.engine.batches import batch_checksums, batch_facts, split_statistics, verify_batch
 from pipeline.engine.explain import check_splits
 from pipeline.engine.layout import SPLITS
@@ -29,7 +30,6 @@ from pipeline.engine.storage import (
     NpzWriter,
     atomic_open,
     iter_npy,
-    iter_npz_member,
     read_json,
     write_json,
 )
@@ -49,7 +49,8 @@ def _with_rows(plan: Plan, manifest: dict) -> list[int]:
 def dataset_rows(plan: Plan, manifest: dict, name: str, size: int) -> Iterator[np.ndarray]:
     """Chunks of array ``name`` over the whole dataset in row order, read from the batch files."""
     for index in _with_rows(plan, manifest):
-        yield from iter_npz_member(plan.layout.batch(index), name, size)
+        path = plan.layout.batch(index)
+        yield from frames.iter_array(path, frames.read_index(path), name, size)
 
 
 def _with_splits(plan: Plan, manifest: dict, name: str, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -26,8 +26,8 @@ FLOWS: dict[str, type[DatasetTask]] = {
 class BuildDataset(DatasetTask):
     """The whole dataset, whatever its kind, and its run report (``report/report.md``)."""
 
-    cleanup = luigi.BoolParameter(description="after final/ and the report, delete the intermediates (files/, "
-                                              "the batches, merged/) as Cleanup does; else they are kept. To stop "
+    cleanup = luigi.BoolParameter(description="after final/ and the report, delete the intermediates "
+                                              "(the batches, merged/) as Cleanup does; else they are kept. To stop "
                                               "after the batches, run BuildBatches (files flow only)")
 
     def __init__(self, *args, **kwargs):

@@ -13,7 +13,7 @@ from pathlib import Path
 import luigi
 
 from pipeline import upkeep
-from pipeline.config import HEAVY, processing, streaming
+from pipeline.config import HEAVY, streaming
 from pipeline.engine.batches import (
     batch_is_complete,
     batch_records,
@@ -23,7 +23,7 @@ from pipeline.engine.batches import (
     summarise,
     summary_line,
 )
-from pipeline.engine.cleanup import file_outputs_left, intermediates_left, remove_file_outputs, remove_intermediates
+from pipeline.engine.cleanup import intermediates_left, remove_intermediates
 from pipeline.engine.failures import clear_stop_markers
 from pipeline.engine.merge import merge_batches, merge_is_complete
 from pipeline.engine.plan import Plan, plan_for
@@ -44,11 +44,6 @@ class RecipeParameter(luigi.Parameter):
         path = str(Path(x).resolve())
         load_recipe(path)
         return path
-
-
-def batch_settings() -> dict:
-    """The luigi.cfg settings of build_batch: memory budget and checkpoint threshold."""
-    return {"hold_bytes": streaming().chunk_bytes, "checkpoint_s": processing().checkpoint_ms / 1000}
 
 
 class DatasetTask(luigi.Task):
@@ -72,7 +67,7 @@ class DatasetTask(luigi.Task):
 
 
 class ProcessBatch(DatasetTask):
-    """Process one batch of input files: one output per file, then ``intermediate/batch_NNNN.npz``."""
+    """Process one batch of input files into ``intermediate/batch_NNNN.frames`` (a frame per file, resumable)."""
 
     index = luigi.IntParameter(description="index of the batch in the sorted input list")
 
@@ -84,7 +79,7 @@ class ProcessBatch(DatasetTask):
         return CheckedTarget(plan.layout.batch(self.index), lambda: batch_is_complete(plan, plan.batches[self.index]))
 
     def run(self) -> None:
-        build_batch(self.plan, self.plan.batches[self.index], TaskProgress(self, "files"), **batch_settings())
+        build_batch(self.plan, self.plan.batches[self.index], TaskProgress(self, "files"))
 
 
 class BuildBatches(DatasetTask, luigi.WrapperTask):
@@ -111,29 +106,18 @@ class MergeBatches(DatasetTask):
 
     resources = {HEAVY["merge"]: 1}
 
-    cleanup = luigi.BoolParameter(description="once merged, delete the per-file outputs (files/) the batches "
-                                              "replace; the batches stay: the split reads them (there is no merged "
-                                              "copy). Without it they are kept. To stop after the batches, run "
-                                              "BuildBatches")
-
-    def requires(self) -> BuildBatches | list:
-        return [] if merge_is_complete(self.plan) else BuildBatches(recipe=self.recipe)  # [] when only cleaning up
+    def requires(self) -> BuildBatches:
+        return BuildBatches(recipe=self.recipe)
 
     def output(self) -> CheckedTarget:
         plan = self.plan
         return CheckedTarget(plan.layout.merged_manifest, lambda: merge_is_complete(plan))
 
-    def complete(self) -> bool:
-        return super().complete() and not (self.cleanup and file_outputs_left(self.plan))
-
     def progress_weight(self) -> float:
         return dataset_bytes(self.plan)
 
     def run(self) -> None:
-        if not merge_is_complete(self.plan):
-            remerge(self, self.plan)
-        if self.cleanup:
-            remove_file_outputs(self.plan)
+        remerge(self, self.plan)
 
 
 def remerge(task: luigi.Task, plan: Plan, damaged: Collection[int] = ()) -> None:
@@ -149,11 +133,10 @@ def remerge(task: luigi.Task, plan: Plan, damaged: Collection[int] = ()) -> None
     for batch in plan.batches:
         if batch.index in damaged or not batch_is_complete(plan, batch):
             logger.warning("batch %d is damaged, missing or stale; rebuilding it alone", batch.index)
-            build_batch(plan, batch, TaskProgress(task, f"files of batch {batch.index}"), **batch_settings())
+            build_batch(plan, batch, TaskProgress(task, f"files of batch {batch.index}"))
     layout = dataset_layout(plan)
     for batch in batches_off_layout(plan, layout):
-        build_batch(plan, batch, TaskProgress(task, f"files of batch {batch.index}"), **batch_settings(),
-                    dataset_layout=layout)
+        build_batch(plan, batch, TaskProgress(task, f"files of batch {batch.index}"), dataset_layout=layout)
     merge_batches(plan)
 
 
@@ -163,7 +146,7 @@ class SplitDataset(DatasetTask):
     resources = {HEAVY["split"]: 1}
 
     cleanup = luigi.BoolParameter(description="once final/ is written, delete the intermediates it was made from "
-                                              "(files/, the batches, merged/) as Cleanup does; else they are kept")
+                                              "(the batches, merged/) as Cleanup does; else they are kept")
 
     def requires(self) -> MergeBatches | list:
         return [] if split_is_complete(self.plan) else MergeBatches(recipe=self.recipe)  # [] when only cleaning up
