@@ -15,8 +15,8 @@ DONE = ".complete"
 
 Writer = Callable[[Path, int, str, int], None]
 """``write(folder, files, shape, seed)``: write ``files`` input files of the given shape, where
-``normal`` is the file used for throughput and memory and ``tiny`` the smallest valid file
-(for the no-op re-run at 100k files)."""
+``normal`` is the small file used for throughput and memory, ``large`` the bigger file of the
+second throughput corpus and ``tiny`` the smallest valid file (for the no-op re-run at 100k files)."""
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,11 @@ class CorpusKind:
     write: Writer
     settings: Callable[[str], dict[str, Any]]
     """The recipe's [process] settings for files of a shape."""
+    describe: Callable[[str], str]
+    """What one file of a shape holds, e.g. ``2 games of 11x11``."""
 
 
-HEX_SHAPES = {"normal": (2, 11), "tiny": (1, 3)}
+HEX_SHAPES = {"normal": (2, 11), "large": (25, 13), "tiny": (1, 3)}
 """Hex files by shape: (games per file, board size). A random 11x11 game has ~110 positions."""
 
 
@@ -43,8 +45,13 @@ def hex_settings(shape: str) -> dict[str, Any]:
     return {"board_size": HEX_SHAPES[shape][1], "position_selector": "all"}
 
 
+def hex_describe(shape: str) -> str:
+    games, size = HEX_SHAPES[shape]
+    return f"{games} games of {size}x{size}"
+
+
 KINDS: dict[str, CorpusKind] = {
-    "hex": CorpusKind("trmph", "**/*.trmph", _write_hex, hex_settings),
+    "hex": CorpusKind("trmph", "**/*.trmph", _write_hex, hex_settings, hex_describe),
 }
 """Benchmarked kinds by name."""
 
@@ -60,10 +67,12 @@ def corpus(scratch: Path, name: str, files: int, shape: str = "normal", seed: in
     return folder, spec
 
 
-def recipe_tables(spec: CorpusKind, shape: str, input_dir: Path, output_dir: Path) -> dict:
+def recipe_tables(spec: CorpusKind, shape: str, input_dir: Path, output_dir: Path,
+                  compression: str = "deflate") -> dict:
     """Recipe tables for a benchmark dataset over ``input_dir`` (engine defaults: 500 files per batch)."""
     return {
         "dataset": {"name": output_dir.name, "kind": spec.kind, "input_dir": str(input_dir),
                     "pattern": spec.pattern, "output_dir": str(output_dir)},
         "process": spec.settings(shape),
+        "batch": {"compression": compression},
     }

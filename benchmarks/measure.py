@@ -1,4 +1,4 @@
-"""Running the pipeline and the baseline as subprocesses: wall time, Luigi's task counts, peak RSS."""
+"""Running the pipeline and the baseline as subprocesses: wall time, Luigi's task counts, peak RSS, bytes written."""
 
 from __future__ import annotations
 
@@ -20,11 +20,18 @@ BENCHMARKS = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class Run:
-    """One finished subprocess: wall and CPU seconds (its whole tree), peak RSS of the tree, stderr."""
+    """One finished subprocess: wall and CPU seconds, peak RSS and bytes written (its whole tree), stderr.
+
+    ``write_chars`` is what the tree passed to ``write()`` (files, pipes, its log): deterministic.
+    ``write_bytes`` is what it dirtied in the page cache for the block layer (0 on tmpfs; files
+    deleted before writeback still count).
+    """
 
     seconds: float
     cpu_seconds: float
     peak_rss: int
+    write_chars: int
+    write_bytes: int
     stderr: str
 
     def count(self, pattern: str) -> int:
@@ -72,10 +79,15 @@ def tree_rss(process: psutil.Process) -> int:
 def run(command: list[str], cwd: Path, sample_s: float = 0.0, timeout: float = 900) -> Run:
     """Run ``command``; with ``sample_s`` > 0 also sample its process tree's RSS that often.
 
+    Bytes written are the growth of this process's own I/O counters across the run: Linux adds
+    a reaped child's counters, and those of the children it reaped, to its parent's, so the
+    growth is the whole tree's total, short-lived forks included (sampling the live processes
+    would miss those and count a reaped child twice). This process writes nothing meanwhile.
     A non-zero exit raises, with the end of stderr.
     """
+    own = psutil.Process()
     with tempfile.TemporaryFile("w+") as err:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        before, io_before = resource.getrusage(resource.RUSAGE_CHILDREN), own.io_counters()
         started = time.perf_counter()
         process = psutil.Popen(command, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=err)
         peak = 0
@@ -87,10 +99,11 @@ def run(command: list[str], cwd: Path, sample_s: float = 0.0, timeout: float = 9
             time.sleep(sample_s)
         code = process.wait(timeout)
         seconds = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        after, io_after = resource.getrusage(resource.RUSAGE_CHILDREN), own.io_counters()
         err.seek(0)
         stderr = err.read()
     if code != 0:
         raise RuntimeError(f"{' '.join(command)} exited {code}:\n{stderr[-3000:]}")
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return Run(seconds, cpu, peak, stderr)
+    return Run(seconds, cpu, peak, io_after.write_chars - io_before.write_chars,
+               io_after.write_bytes - io_before.write_bytes, stderr)
