@@ -163,9 +163,9 @@ def _draw_label(pyplot, label: tuple[str, dict[str, Any]]):
     return figure
 
 
-def _draw_memory(pyplot, stages: list[dict[str, Any]]):
+def _draw_memory(pyplot, peaks: list[tuple[str, float]]):
     figure, axes = pyplot.subplots(figsize=(7, 3.2))
-    axes.barh([s["stage"] for s in stages], [s["peak_rss_mb"] for s in stages], color="tab:purple")
+    axes.barh([stage for stage, _ in peaks], [peak for _, peak in peaks], color="tab:purple")
     axes.set(xlabel="peak RSS of one task, MiB", title="Peak memory per stage")
     return figure
 
@@ -182,7 +182,8 @@ def _plot_list(facts: dict[str, Any]) -> list[tuple[str, str, Any, Callable]]:
     listed += [(f"label_{name}.png", f"Label '{name}'", (name, dist), _draw_label)
                for name, dist in facts["labels"].items()]
     if facts["stages"]:
-        listed.append(("memory.png", "Peak memory per stage", facts["stages"], _draw_memory))
+        peaks = [(s["stage"], s["peak_rss_mb"]) for s in facts["stages"]]
+        listed.append(("memory.png", "Peak memory per stage", peaks, _draw_memory))
     return listed
 
 
