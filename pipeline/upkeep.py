@@ -22,7 +22,6 @@ from pipeline.engine.split import SPLIT, split_is_complete
 from pipeline.engine.status import dataset_status, status_report
 from pipeline.engine.storage import read_json
 from pipeline.errors import PipelineError
-from pipeline.flows import ticks as ticks_flow
 from pipeline.kinds.ptv import TRACKING, recipe_plan
 from pipeline.kinds.ptv_engine import chunk_is_complete, tracking_is_complete
 from pipeline.recipe import Recipe
@@ -112,6 +111,8 @@ def _each_intermediates(recipe: Recipe) -> tuple[bool, list[Removable]]:
 # --- ticks flow: stage records under records/ticks/ ---------------------------------------------------------
 
 def _ticks_group(stage: str) -> str:
+    from pipeline.flows import ticks as ticks_flow  # see _ticks_stages
+
     if stage == ticks_flow.CHUNKS:
         return "chunks"
     if stage.startswith("ticks/results/"):
@@ -120,6 +121,8 @@ def _ticks_group(stage: str) -> str:
 
 
 def _ticks_stages(recipe: Recipe) -> tuple[bool, dict[str, collections.Counter], list[Stage]]:
+    from pipeline.flows import ticks as ticks_flow  # here: it loads pyarrow, which other flows never need
+
     root, stages = recipe.output_dir, ticks_flow.flow_stages(recipe)
     groups: dict[str, collections.Counter] = {name: collections.Counter() for name in (
         "chunks", "results (chunk × universe)", "universes consolidated", "final (overall)")}
@@ -141,6 +144,8 @@ def _ticks_status(recipe: Recipe, verify: bool) -> tuple[bool, list[str]]:
 
 
 def _ticks_intermediates(recipe: Recipe) -> tuple[bool, list[Removable]]:
+    from pipeline.flows import ticks as ticks_flow  # see _ticks_stages
+
     built, _, stages = _ticks_stages(recipe)
     root = recipe.output_dir
     results = [s.name for s in stages if s.intermediate and s.name != ticks_flow.CHUNKS
@@ -150,6 +155,12 @@ def _ticks_intermediates(recipe: Recipe) -> tuple[bool, list[Removable]]:
     return built, [Removable(f"results/ ({len(results)} chunk × universe analyses; the chunks stay: every "
                              "stage's completion is checked against them)",
                              lambda: sum(remove_record(root, name) for name in results))]
+
+
+def _ticks_finals(recipe: Recipe) -> list[str]:
+    from pipeline.flows import ticks as ticks_flow  # see _ticks_stages
+
+    return [s.name for s in ticks_flow.flow_stages(recipe) if not s.intermediate]
 
 
 # --- ptv flow: PtvChunk → TrackParticles ----------------------------------------------------------------------
@@ -178,7 +189,7 @@ FLOWS: dict[str, tuple[Callable, Callable, Callable]] = {
     "files": (_files_status, _files_intermediates, lambda recipe: [SPLIT]),
     "each": (_each_status, _each_intermediates, lambda recipe: []),
     "ticks": (_ticks_status, _ticks_intermediates,
-              lambda recipe: [s.name for s in ticks_flow.flow_stages(recipe) if not s.intermediate]),
+              _ticks_finals),
     "ptv": (_ptv_status, _ptv_intermediates, lambda recipe: []),
 }
 """Per flow: its status (final up to date, lines), its intermediates (final complete, removables) and

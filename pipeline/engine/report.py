@@ -4,13 +4,14 @@ Facts come from files the run leaves: batch records (``intermediate/batch_NNNN.j
 records (``monitor/``), ``final/stats.json`` and the final label archives, read in chunks.
 Plots need matplotlib (the ``report`` extra); without it the report says so and keeps its
 tables. ``report/report.json`` holds the facts and is written last: it marks the report
-complete for the final outputs it describes.
+complete for the final outputs it describes, and a plot is redrawn only when its facts change.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from pipeline.engine.layout import SPLITS, Layout
 from pipeline.engine.progress import read_records
+from pipeline.engine.records import code_digest
 from pipeline.engine.storage import (
     atomic_open,
     atomic_path,
@@ -112,75 +114,108 @@ def label_facts(layout: Layout, chunk_rows: int = 1 << 20) -> dict[str, dict[str
             for name, (shape, _) in sorted(npz_members(paths[0]).items()) if len(shape) == 1}
 
 
-def _plots(layout: Layout, facts: dict[str, Any]) -> dict[str, str]:
-    """Draw every plot the facts allow; {title: file name}. Empty without matplotlib."""
-    try:
-        import matplotlib
-    except ImportError:
-        return {}
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
+def _draw_batches(pyplot, timed: list[dict[str, Any]]):
+    figure, (left, right) = pyplot.subplots(1, 2, figsize=(11, 3.8))
+    left.bar([b["batch"] for b in timed], [b["seconds"] for b in timed], color="tab:blue")
+    left.set(xlabel="batch", ylabel="seconds", title="Duration per batch")
+    left.xaxis.get_major_locator().set_params(integer=True)
+    start = min(b["started"] for b in timed)
+    ordered = sorted(timed, key=lambda b: b["finished"])
+    right.plot([b["finished"] - start for b in ordered],
+               [b["records"] / max(b["seconds"], 1e-9) for b in ordered], "o-", color="tab:green")
+    right.set(xlabel="seconds since the first batch started", ylabel="records / s", title="Throughput over time")
+    return figure
 
-    made: dict[str, str] = {}
 
-    def save(figure, name: str, title: str) -> None:
-        figure.tight_layout()
-        with atomic_path(layout.report / name) as temp:
-            figure.savefig(temp, format="png", dpi=90)
-        pyplot.close(figure)
-        made[title] = name
-
-    timed = [b for b in facts["batches"] if b["seconds"] is not None]
-    if timed:
-        figure, (left, right) = pyplot.subplots(1, 2, figsize=(11, 3.8))
-        left.bar([b["batch"] for b in timed], [b["seconds"] for b in timed], color="tab:blue")
-        left.set(xlabel="batch", ylabel="seconds", title="Duration per batch")
-        left.xaxis.get_major_locator().set_params(integer=True)
-        start = min(b["started"] for b in timed)
-        ordered = sorted(timed, key=lambda b: b["finished"])
-        right.plot([b["finished"] - start for b in ordered],
-                   [b["records"] / max(b["seconds"], 1e-9) for b in ordered], "o-", color="tab:green")
-        right.set(xlabel="seconds since the first batch started", ylabel="records / s",
-                  title="Throughput over time")
-        save(figure, "batches.png", "Batches: duration and throughput")
-    stats = facts["stats"] or {}
-    reasons = (stats.get("failures") or {}).get("by_reason") or {}
+def _draw_failures(pyplot, reasons: dict[str, int]):
     figure, axes = pyplot.subplots(figsize=(7, 3.2))
     if reasons:
         axes.barh(list(reasons), list(reasons.values()), color="tab:red")
     else:
         axes.text(0.5, 0.5, "no failures", ha="center", va="center", transform=axes.transAxes)
     axes.set(xlabel="failures", title="Failures by reason")
-    save(figure, "failures.png", "Failures by reason")
-    rows = stats.get("rows") or {}
-    if rows:
-        figure, axes = pyplot.subplots(figsize=(6, 3.2))
-        axes.bar(list(SPLITS), [rows.get(s, 0) for s in SPLITS], color=["tab:blue", "tab:orange", "tab:green"])
-        axes.set(ylabel="rows", title="Split sizes")
-        save(figure, "splits.png", "Split sizes")
-    for name, dist in facts["labels"].items():
-        figure, axes = pyplot.subplots(figsize=(8, 3.2))
-        few = "classes" in dist and len(dist["classes"]) <= 16
-        for offset, (split, counts) in enumerate(zip(SPLITS, dist["counts"], strict=True)):
-            share = np.array(counts) / max(sum(counts), 1)
-            if few:
-                axes.bar(np.arange(len(counts)) + (offset - 1) * 0.27, share, width=0.27, label=split)
-            elif "classes" in dist:
-                axes.plot(dist["classes"], share, ".-", label=split)
-            else:
-                axes.stairs(share, dist["edges"], label=split)
+    return figure
+
+
+def _draw_splits(pyplot, rows: dict[str, int]):
+    figure, axes = pyplot.subplots(figsize=(6, 3.2))
+    axes.bar(list(SPLITS), [rows.get(s, 0) for s in SPLITS], color=["tab:blue", "tab:orange", "tab:green"])
+    axes.set(ylabel="rows", title="Split sizes")
+    return figure
+
+
+def _draw_label(pyplot, label: tuple[str, dict[str, Any]]):
+    name, dist = label
+    figure, axes = pyplot.subplots(figsize=(8, 3.2))
+    few = "classes" in dist and len(dist["classes"]) <= 16
+    for offset, (split, counts) in enumerate(zip(SPLITS, dist["counts"], strict=True)):
+        share = np.array(counts) / max(sum(counts), 1)
         if few:
-            axes.set_xticks(range(len(dist["classes"])), [f"{c:g}" for c in dist["classes"]])
-        axes.set(ylabel="fraction of rows", title=f"Label '{name}' by split")
-        axes.legend()
-        save(figure, f"label_{name}.png", f"Label '{name}'")
+            axes.bar(np.arange(len(counts)) + (offset - 1) * 0.27, share, width=0.27, label=split)
+        elif "classes" in dist:
+            axes.plot(dist["classes"], share, ".-", label=split)
+        else:
+            axes.stairs(share, dist["edges"], label=split)
+    if few:
+        axes.set_xticks(range(len(dist["classes"])), [f"{c:g}" for c in dist["classes"]])
+    axes.set(ylabel="fraction of rows", title=f"Label '{name}' by split")
+    axes.legend()
+    return figure
+
+
+def _draw_memory(pyplot, peaks: list[tuple[str, float]]):
+    figure, axes = pyplot.subplots(figsize=(7, 3.2))
+    axes.barh([stage for stage, _ in peaks], [peak for _, peak in peaks], color="tab:purple")
+    axes.set(xlabel="peak RSS of one task, MiB", title="Peak memory per stage")
+    return figure
+
+
+def _plot_list(facts: dict[str, Any]) -> list[tuple[str, str, Any, Callable]]:
+    """The plots the facts allow: (file name, title, the facts it shows, draw(pyplot, those facts) → figure)."""
+    stats = facts["stats"] or {}
+    timed = [b for b in facts["batches"] if b["seconds"] is not None]
+    listed = [("batches.png", "Batches: duration and throughput", timed, _draw_batches)] if timed else []
+    reasons = (stats.get("failures") or {}).get("by_reason") or {}
+    listed.append(("failures.png", "Failures by reason", reasons, _draw_failures))
+    if stats.get("rows"):
+        listed.append(("splits.png", "Split sizes", stats["rows"], _draw_splits))
+    listed += [(f"label_{name}.png", f"Label '{name}'", (name, dist), _draw_label)
+               for name, dist in facts["labels"].items()]
     if facts["stages"]:
-        figure, axes = pyplot.subplots(figsize=(7, 3.2))
-        axes.barh([s["stage"] for s in facts["stages"]], [s["peak_rss_mb"] for s in facts["stages"]],
-                  color="tab:purple")
-        axes.set(xlabel="peak RSS of one task, MiB", title="Peak memory per stage")
-        save(figure, "memory.png", "Peak memory per stage")
-    return made
+        peaks = [(s["stage"], s["peak_rss_mb"]) for s in facts["stages"]]
+        listed.append(("memory.png", "Peak memory per stage", peaks, _draw_memory))
+    return listed
+
+
+def _plots(layout: Layout, facts: dict[str, Any], drawn: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The plots, {title: file name}, and the digest of each one's facts and code, {file name: digest}.
+
+    Only a plot whose digest differs from ``drawn`` (the last report's) or whose file is
+    missing is drawn, so matplotlib (0.5 s to import) loads only then; without it, such a
+    plot is left out.
+    """
+    listed, code = _plot_list(facts), code_digest(__name__)
+    digests = {name: digest([code, shown]) for name, _, shown, _ in listed}
+    wanted = [(name, shown, draw) for name, _, shown, draw in listed
+              if drawn.get(name) != digests[name] or not (layout.report / name).is_file()]
+    if wanted:
+        try:
+            import matplotlib
+        except ImportError:
+            for name, _, _ in wanted:
+                (layout.report / name).unlink(missing_ok=True)
+            missing = {name for name, _, _ in wanted}
+            return {title: name for name, title, *_ in listed if name not in missing}, digests
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+
+        for name, shown, draw in wanted:
+            figure = draw(pyplot, shown)
+            figure.tight_layout()
+            with atomic_path(layout.report / name) as temp:
+                figure.savefig(temp, format="png", dpi=90)
+            pyplot.close(figure)
+    return {title: name for name, title, *_ in listed}, digests
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
@@ -229,9 +264,9 @@ def write_report(layout: Layout, dataset: str) -> Path:
     """Write ``report/report.md``, its plots and ``report/report.json``; return the report's path."""
     facts = {"dataset": dataset, "fingerprint": final_fingerprint(layout), "stats": read_json(layout.stats),
              "batches": batch_facts(layout), "stages": stage_facts(layout), "labels": label_facts(layout)}
-    plots = _plots(layout, facts)
+    plots, digests = _plots(layout, facts, (read_json(layout.report / "report.json") or {}).get("plot_digests") or {})
     path = layout.report / "report.md"
     with atomic_open(path) as handle:
         handle.write(_markdown(facts, plots).encode())
-    write_json(layout.report / "report.json", {**facts, "plots": plots})
+    write_json(layout.report / "report.json", {**facts, "plots": plots, "plot_digests": digests})
     return path

@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.engine.records import is_complete, write_record
 from pipeline.engine.storage import atomic_open, atomic_path, read_json, write_json
@@ -33,8 +31,6 @@ from pipeline.errors import PipelineError
 from pipeline.kinds.ptv import INSTALL_HINT, TRACKING, Chunk, ExperimentError, PtvPlan, load_parameters
 
 Progress = Callable[..., None]
-TRAJECTORY_SCHEMA = pa.schema([("trajectory", pa.int64()), ("frame", pa.int32()), ("particle", pa.int32()),
-                               ("x", pa.float64()), ("y", pa.float64()), ("z", pa.float64())])
 ROWS_PER_GROUP = 1 << 16
 UPSTREAM_NAME = re.compile(r"(rt_is|ptv_is|added)\.\d+|cam\d+\.\d+_targets")
 
@@ -322,9 +318,14 @@ def write_trajectories(res: Path, frames: range, path: Path) -> dict[str, int]:
     other particle starts a new one, numbered in order of first appearance. Every
     particle becomes a row, so unlinked particles are trajectories of length one.
     """
+    import pyarrow as pa  # here: runs of other flows never load it
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("trajectory", pa.int64()), ("frame", pa.int32()), ("particle", pa.int32()),
+                        ("x", pa.float64()), ("y", pa.float64()), ("z", pa.float64())])
     previous, next_id, rows, links, pending = None, 0, 0, 0, []
     with atomic_path(path) as temp:
-        writer = pq.ParquetWriter(temp, TRAJECTORY_SCHEMA)
+        writer = pq.ParquetWriter(temp, schema)
         for frame in frames:
             table = read_rows(res / f"ptv_is.{frame}", 5)
             prev = table[:, 0].astype(np.int64)
@@ -341,7 +342,7 @@ def write_trajectories(res: Path, frames: range, path: Path) -> dict[str, int]:
             rows += len(ids)
             pending.append(pa.table({"trajectory": ids, "frame": np.full(len(ids), frame, dtype=np.int32),
                                      "particle": np.arange(len(ids), dtype=np.int32), "x": table[:, 2],
-                                     "y": table[:, 3], "z": table[:, 4]}, schema=TRAJECTORY_SCHEMA))
+                                     "y": table[:, 3], "z": table[:, 4]}, schema=schema))
             if sum(len(t) for t in pending) >= ROWS_PER_GROUP:
                 writer.write_table(pa.concat_tables(pending), row_group_size=ROWS_PER_GROUP)
                 pending = []

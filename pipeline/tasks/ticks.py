@@ -11,6 +11,8 @@ import functools
 import importlib
 import logging
 import time
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import luigi
 import psutil
@@ -18,12 +20,14 @@ import psutil
 from pipeline.config import HEAVY, series
 from pipeline.engine.progress import TaskProgress
 from pipeline.engine.records import record_path
-from pipeline.engine.series import SeriesLayout, parse_selection, resolve_selection
 from pipeline.engine.storage import remove_stale_temps
 from pipeline.engine.targets import CheckedTarget
-from pipeline.flows import ticks as flow
 from pipeline.recipe import Recipe, load_recipe
 from pipeline.tasks.dataset import DatasetTask
+
+if TYPE_CHECKING:
+    from pipeline.engine.series import SeriesLayout
+    from pipeline.flows.ticks import TicksRun
 
 logger = logging.getLogger("luigi-interface")
 FIRST = 10**9
@@ -34,6 +38,8 @@ class SelectionParameter(luigi.Parameter):
     """A selection such as ``"1,5,10-15,20"`` (empty: all), checked strictly and written in canonical form."""
 
     def normalize(self, x: str) -> str:
+        from pipeline.engine.series import parse_selection  # see _flow
+
         numbers = parse_selection(str(x), f"--{self.description or 'selection'}")
         ranges, start = [], None
         for i, n in enumerate(numbers):
@@ -47,7 +53,7 @@ class SelectionParameter(luigi.Parameter):
 @functools.lru_cache(maxsize=8)
 def _strategy(recipe: Recipe) -> str:
     """The recipe's strategy; ``auto`` is ``universe`` when twice the input fits in free memory, else ``chunked``."""
-    run = flow.run_for(recipe)
+    run = _flow().run_for(recipe)
     chosen = recipe.tables["universes"]["strategy"]
     if chosen != "auto":
         return chosen
@@ -55,41 +61,54 @@ def _strategy(recipe: Recipe) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _preload() -> None:
-    """Import pandas once in Luigi's main process: pyarrow imports it on its first numpy conversion, which
-    would cost every forked task 0.3-1 s; forked tasks inherit the loaded module instead."""
+def _flow() -> ModuleType:
+    """The ticks flow's functions, imported when a ticks task first needs them: not with the package, as they
+    load pyarrow. pandas is imported with them, in Luigi's main process: pyarrow imports it on its first numpy
+    conversion, which would cost every forked task 0.3-1 s; forked tasks inherit the loaded module instead."""
     importlib.import_module("pandas")
+    return importlib.import_module("pipeline.flows.ticks")
+
+
+def _selection(text: str, count: int, option: str) -> tuple[int, ...]:
+    """The numbers ``text`` selects among 1..``count`` (empty: all); a one-line error names ``option``."""
+    from pipeline.engine.series import parse_selection, resolve_selection  # see _flow
+
+    return resolve_selection(parse_selection(text, option), count, option)
 
 
 class TicksTask(DatasetTask):
     """A task of the ticks flow."""
 
     @property
-    def ticks_run(self) -> flow.TicksRun:
-        _preload()
-        return flow.run_for(load_recipe(self.recipe))
+    def flow(self) -> ModuleType:
+        """The ticks flow's plain functions (``pipeline/flows/ticks.py``)."""
+        return _flow()
+
+    @property
+    def ticks_run(self) -> TicksRun:
+        return _flow().run_for(load_recipe(self.recipe))
 
     @property
     def layout(self) -> SeriesLayout:
         return self.ticks_run.layout
 
 
-def _rechunk(run: flow.TicksRun):
+def _rechunk(run: TicksRun):
     """Re-chunking with the configured settings: how a stage repairs a damaged chunk file."""
     config = series()
-    return lambda: flow.chunk_input(run, config.block_bytes, config.row_group_rows, config.compression)
+    return lambda: _flow().chunk_input(run, config.block_bytes, config.row_group_rows, config.compression)
 
 
 class ChunkTicks(TicksTask):
     """Stream the input into ``chunks/chunk_NNN_<period>.parquet`` and ``chunks/metadata.json``."""
 
     def output(self) -> CheckedTarget:
-        return CheckedTarget(self.layout.chunk_metadata, lambda: flow.chunks_complete(self.ticks_run))
+        return CheckedTarget(self.layout.chunk_metadata, lambda: self.flow.chunks_complete(self.ticks_run))
 
     def run(self) -> None:
         config = series()
-        flow.chunk_input(self.ticks_run, config.block_bytes, config.row_group_rows, config.compression,
-                         TaskProgress(self, "files"))
+        self.flow.chunk_input(self.ticks_run, config.block_bytes, config.row_group_rows, config.compression,
+                              TaskProgress(self, "files"))
 
 
 class AnalyseChunk(TicksTask):
@@ -111,11 +130,11 @@ class AnalyseChunk(TicksTask):
     def output(self) -> CheckedTarget:
         run = self.ticks_run
         return CheckedTarget(run.layout.result(run.universe(self.universe)[0], self.chunk),
-                             lambda: flow.result_complete(run, self.universe, self.chunk))
+                             lambda: self.flow.result_complete(run, self.universe, self.chunk))
 
     def run(self) -> None:
         run = self.ticks_run
-        flow.build_result(run, flow.chunk_metadata(run), self.universe, self.chunk, _rechunk(run))
+        self.flow.build_result(run, self.flow.chunk_metadata(run), self.universe, self.chunk, _rechunk(run))
 
 
 class ConsolidateUniverse(TicksTask):
@@ -129,10 +148,9 @@ class ConsolidateUniverse(TicksTask):
 
     def _chosen(self) -> tuple[tuple[int, ...], tuple[int, ...], int]:
         run = self.ticks_run
-        count = len(flow.chunk_metadata(run)["chunks"])
-        chunks = resolve_selection(parse_selection(self.chunks, "--chunks"), count, "--chunks")
-        universes = resolve_selection(parse_selection(self.universes, "--universes"), len(run.universes),
-                                      "--universes")
+        count = len(self.flow.chunk_metadata(run)["chunks"])
+        chunks = _selection(self.chunks, count, "--chunks")
+        universes = _selection(self.universes, len(run.universes), "--universes")
         return universes, chunks, count
 
     def requires(self) -> ChunkTicks:
@@ -144,16 +162,17 @@ class ConsolidateUniverse(TicksTask):
 
     def _complete(self) -> bool:
         run = self.ticks_run
-        if not flow.chunks_complete(run):
+        if not self.flow.chunks_complete(run):
             return False
         universes, chunks, count = self._chosen()
-        return flow.final_complete(run, self.universe, universes, chunks, count)
+        return self.flow.final_complete(run, self.universe, universes, chunks, count)
 
     def run(self):
         universes, chunks, _ = self._chosen()
         yield [AnalyseChunk(recipe=self.recipe, chunk=c, universe=self.universe) for c in chunks]
         run = self.ticks_run  # dynamic: the chunk count is known once ChunkTicks has run
-        flow.consolidate_universe(run, flow.chunk_metadata(run), self.universe, chunks, universes, _rechunk(run))
+        self.flow.consolidate_universe(run, self.flow.chunk_metadata(run), self.universe, chunks, universes,
+                                       _rechunk(run))
 
 
 class BuildTicks(TicksTask):
@@ -170,12 +189,12 @@ class BuildTicks(TicksTask):
         """Check the recipe and the selections while Luigi parses the command: errors print as one line."""
         super().__init__(*args, **kwargs)
         self._universes()
-        if flow.chunks_complete(self.ticks_run):
+        if self.flow.chunks_complete(self.ticks_run):
             self._chunks()
 
     def _universes(self) -> tuple[int, ...]:
         count = len(self.ticks_run.universes)
-        return resolve_selection(parse_selection(self.universes, "--universes"), count, "--universes")
+        return _selection(self.universes, count, "--universes")
 
     def requires(self) -> list[luigi.Task]:
         return [ChunkTicks(recipe=self.recipe)] + [
@@ -186,24 +205,25 @@ class BuildTicks(TicksTask):
         return CheckedTarget(self.layout.final / "stats.json", self._complete)
 
     def _chunks(self) -> tuple[int, ...]:
-        count = len(flow.chunk_metadata(self.ticks_run)["chunks"])
-        return resolve_selection(parse_selection(self.chunks, "--chunks"), count, "--chunks")
+        count = len(self.flow.chunk_metadata(self.ticks_run)["chunks"])
+        return _selection(self.chunks, count, "--chunks")
 
     def _complete(self) -> bool:
         run = self.ticks_run
-        if not flow.chunks_complete(run):
+        if not self.flow.chunks_complete(run):
             return False
         chunks = self._chunks()
-        return flow.final_complete(run, None, self._universes(), chunks, len(flow.chunk_metadata(run)["chunks"]))
+        count = len(self.flow.chunk_metadata(run)["chunks"])
+        return self.flow.final_complete(run, None, self._universes(), chunks, count)
 
     def run(self) -> None:
         run, started = self.ticks_run, time.time()
         remove_stale_temps(self.layout.root)
-        metadata = flow.chunk_metadata(run)
+        metadata = self.flow.chunk_metadata(run)
         universes, chunks = self._universes(), self._chunks()
         key = run.final_key(universes, chunks, len(metadata["chunks"]))
         if key:
             logger.info("BuildTicks: a selection of universes %s and chunks %s: writing %s (the full build in %s is "
                         "not touched)", self.universes or "all", self.chunks or "all", run.final_folder(key),
                         run.layout.final)
-        flow.consolidate_all(run, metadata, universes, chunks, started, _rechunk(run))
+        self.flow.consolidate_all(run, metadata, universes, chunks, started, _rechunk(run))
