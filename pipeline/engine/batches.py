@@ -242,6 +242,7 @@ def _write_batch(plan: Plan, batch: Batch, output: BatchFile, progress: Progress
     limit = failure_limit(recipe.max_failures, plan.file_count)
     deflate = recipe.tables["batch"]["compression"] == "deflate"
     metas, placed, specs, failures = [], [], {}, []
+    failed_files = records = 0
     started = time.monotonic()
     try:
         for done, (file, fingerprint) in enumerate(zip(batch.files, batch.file_fingerprints, strict=True), start=1):
@@ -267,12 +268,13 @@ def _write_batch(plan: Plan, batch: Batch, output: BatchFile, progress: Progress
                                retried["file"], retried["error"], retried["message"])
             if failures and recipe.on_error == "fail":
                 raise InputError(stop_the_run(plan, failures[0]))
-            failed_files = sum(m["failed"] for m in metas)
+            failed_files += meta["failed"]
+            records += meta["records"]
             if failed_files > limit:
                 raise InputError(f"{failed_files} files failed in batch {batch.index}, more than max_failures "
                                  f"allows ({limit} of {plan.file_count}); last: {describe(failures[-1])}")
             if progress:
-                progress(done, len(batch.files), len(failures), records=sum(m["records"] for m in metas))
+                progress(done, len(batch.files), len(failures), records=records)
         layouts = [{"digest": key, "spec": spec, "files": sum(m.get("layout") == key for m in metas),
                     "rows": sum(m["rows"] for m in metas if m.get("layout") == key)}
                    for key, spec in sorted(specs.items())]
