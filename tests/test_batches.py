@@ -16,7 +16,7 @@ from pipeline.recipe import load_recipe
 from pipeline.synthetic.hex import write_corpus
 
 
-def plan_of(tmp_path, name: str = "hex", files: int = 6, compression: str = "deflate"):
+def plan_of(tmp_path, name: str = "hex", files: int = 6, compression: str = "zstd"):
     if not (tmp_path / "in").exists():
         write_corpus(tmp_path / "in", files=files, games=3, size=5, seed=2)
     recipe = load_recipe(hex_recipe(tmp_path, tmp_path / "in", name=name, process={"board_size": 5},
@@ -28,7 +28,7 @@ def rows_of(path, name: str) -> np.ndarray:
     return np.concatenate(list(frames.iter_array(path, frames.read_index(path), name, 7)))
 
 
-@pytest.mark.parametrize("compression", ["deflate", "none"])
+@pytest.mark.parametrize("compression", ["zstd", "deflate", "none"])
 def test_the_batch_file_holds_each_files_rows_in_file_order(tmp_path, compression):
     plan = plan_of(tmp_path, compression=compression)
     record = build_batch(plan, plan.batches[0])
@@ -43,11 +43,12 @@ def test_the_batch_file_holds_each_files_rows_in_file_order(tmp_path, compressio
 
 
 def test_compression_shrinks_the_batch_file(tmp_path):
-    deflated = plan_of(tmp_path, "deflated")
-    raw = plan_of(tmp_path, "raw", compression="none")
-    build_batch(deflated, deflated.batches[0])
-    build_batch(raw, raw.batches[0])
-    assert deflated.layout.batch(0).stat().st_size * 3 < raw.layout.batch(0).stat().st_size
+    sizes = {}
+    for codec in ("zstd", "deflate", "none"):
+        plan = plan_of(tmp_path, codec, compression=codec)
+        build_batch(plan, plan.batches[0])
+        sizes[codec] = plan.layout.batch(0).stat().st_size
+    assert sizes["zstd"] * 3 < sizes["none"] and sizes["deflate"] * 3 < sizes["none"]
 
 
 def test_a_torn_batch_resumes_after_its_last_whole_frame_byte_identical(tmp_path):

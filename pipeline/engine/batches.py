@@ -28,7 +28,7 @@ from pipeline.engine.failures import BAD_INPUT, InputError, describe, failure, f
 from pipeline.engine.plan import Batch, Plan
 from pipeline.engine.provenance import file_rows
 from pipeline.engine.records import StageRecord, damaged, intact, output_entry, remove_outputs
-from pipeline.engine.splitting import RunningMoments, assign_splits, split_key
+from pipeline.engine.splitting import SplitTally
 from pipeline.engine.storage import StorageError, atomic_open, digest, read_json, write_json
 from pipeline.kinds.base import FileResult, Kind, as_file_result, group_id
 
@@ -163,9 +163,10 @@ class BatchFile:
         found, self.end = frames.scan(self.handle)
         self.kept = {frame.meta["fingerprint"]: frame for frame in found}
 
-    def append(self, meta: dict, arrays: dict, deflate: bool) -> frames.Frame:
+    def append(self, meta: dict, arrays: dict, codec: str) -> frames.Frame:
         """Append one file's frame (readable by the next run once written, whatever happens after)."""
-        data, stored = frames.encode(meta, arrays, deflate)
+        data, stored = frames.encode(meta, arrays, codec)
+        self.handle.seek(self.end)
         self.handle.write(data)
         self.handle.flush()
         frame = frames.Frame(self.end, len(data), stored)
@@ -240,8 +241,9 @@ def _write_batch(plan: Plan, batch: Batch, output: BatchFile, progress: Progress
     layout, recipe = plan.layout, plan.recipe
     stop = layout.stop_marker(plan.run_id)
     limit = failure_limit(recipe.max_failures, plan.file_count)
-    deflate = recipe.tables["batch"]["compression"] == "deflate"
-    metas, placed, specs, failures = [], [], {}, []
+    codec = recipe.tables["batch"]["compression"]
+    tallied = ["X", "group"] if recipe.split["normalize"] else ["group"]
+    metas, placed, specs, tallies, failures = [], [], {}, {}, []
     failed_files = records = 0
     started = time.monotonic()
     try:
@@ -251,15 +253,18 @@ def _write_batch(plan: Plan, batch: Batch, output: BatchFile, progress: Progress
             frame = output.kept.get(fingerprint)
             if frame is None:
                 arrays, meta, keep = make_file(plan, file, fingerprint)
-                frame = output.append(meta, arrays, deflate) if keep else None
+                frame = output.append(meta, arrays, codec) if keep else None
                 meta = {**(frame.meta if frame else meta), "reused": False}
             else:
                 meta = {**frame.meta, "reused": True}
+                arrays = frames.frame_arrays(output.handle, frame, tallied) if meta["rows"] else {}
             if meta["rows"]:
                 file_spec = {"arrays": {name: entry[2:] for name, entry in sorted(meta["arrays"].items())},
                              "metadata": meta.get("metadata", {})}
                 meta["layout"] = digest(file_spec)
                 specs.setdefault(meta["layout"], file_spec)
+                tally = tallies.setdefault(meta["layout"], SplitTally(recipe.split, _columns(meta)))
+                tally.add(arrays["X"] if "X" in tallied else None, arrays["group"])
             failures.extend(meta["failures"])
             metas.append(meta)
             placed.append(frame)
@@ -297,7 +302,7 @@ def _write_batch(plan: Plan, batch: Batch, output: BatchFile, progress: Progress
         output.close()
     rows = sum(meta["rows"] for meta in metas)
     facts = {
-        "split": split_statistics(plan, path) if rows else None,
+        "split": tallies[layout_key].to_json() if rows else None,
         "rows": rows,
         "arrays": arrays_spec,
         "metadata": spec["metadata"] if spec else {},
@@ -344,30 +349,23 @@ def batch_facts(plan: Plan, index: int) -> dict[str, Any]:
     return batch_view(record) if record else {}
 
 
-STATISTICS_CHUNK_BYTES = 16 << 20
-"""Bytes of X read at a time when a batch's split statistics are taken (from the hot batch file)."""
-
-
 def split_statistics(plan: Plan, path: Path) -> dict[str, Any]:
     """Rows per split of a batch file and, when the recipe standardises, the moments of its train X.
 
-    Taken while the batch file is hot, so the split needs no pass over the data to count
-    rows or fit the normalisation; recorded with the split settings they hold for.
+    A batch records them as it is written (:class:`SplitTally`, file by file); this reads a
+    batch again for split settings other than those it recorded, in the same order.
     """
-    settings = plan.recipe.split
     index = frames.read_index(path)
-    spec = index["spec"]["X"]
-    columns = int(np.prod(spec["shape"], dtype=np.int64))
-    size = max(1, STATISTICS_CHUNK_BYTES // max(1, columns * np.dtype(spec["dtype"]).itemsize))
-    counts, moments = np.zeros(3, dtype=np.int64), RunningMoments(columns) if settings["normalize"] else None
-    chunks = zip(frames.iter_array(path, index, "X", size), frames.iter_array(path, index, "group", size), strict=True)
-    for x, groups in chunks:
-        where = assign_splits(groups, settings)
-        counts += np.bincount(where, minlength=3)
-        if moments:
-            moments.update(x.reshape(len(x), -1)[where == 0])
-    return {"settings": split_key(settings), "rows": counts.tolist(),
-            "train": moments.to_json() if moments else None}
+    normalize = plan.recipe.split["normalize"]
+    tally = SplitTally(plan.recipe.split, int(np.prod(index["spec"]["X"]["shape"], dtype=np.int64)))
+    for arrays in frames.iter_files(path, index, ["X", "group"] if normalize else ["group"]):
+        tally.add(arrays.get("X"), arrays["group"])
+    return tally.to_json()
+
+
+def _columns(meta: dict) -> int:
+    """Columns of X in a frame's meta (its row shape flattened)."""
+    return int(np.prod(meta["arrays"]["X"][3], dtype=np.int64))
 
 
 def batch_records(plan: Plan) -> list[dict[str, Any]]:

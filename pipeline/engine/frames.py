@@ -9,16 +9,18 @@ A frame is a 20-byte header — ``PLF1``, the length of its meta (uint32), the l
 payload (uint64), the CRC-32 of meta and payload (uint32), all little-endian — then the
 meta (JSON: the input file, its fingerprint, counts, failures, metadata, and each array's
 ``[offset in the payload, bytes, dtype, row shape]``), then the payload: each array's raw
-C-order bytes, deflated (zlib) when the meta's ``codec`` is ``deflate``.
+C-order bytes, compressed by the meta's ``codec``: ``zstd`` (level 1, read with pyarrow),
+``deflate`` (zlib level 1) or ``none``.
 
 The index frame's meta has ``"index": true``, the batch's arrays (``spec``) and, in row order, each
 file that gives rows with its segments' absolute offsets. The file ends with the index
-frame's offset (uint64) and ``PLFI``. Reading needs numpy and the standard library only
-(:func:`read_index`, :func:`iter_array`).
+frame's offset (uint64) and ``PLFI``. Reading needs numpy, and pyarrow for zstd (:func:`read_index`,
+:func:`iter_array`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -50,17 +52,43 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + PARTIAL)
 
 
-def encode(meta: dict[str, Any], arrays: dict[str, np.ndarray], deflate: bool) -> tuple[bytes, dict[str, Any]]:
-    """One frame, and its meta as stored: ``meta`` plus ``arrays`` (C-order, deflated at level 1 when ``deflate``)."""
+@functools.cache
+def _zstd():
+    """pyarrow's zstd codec at level 1 (imported only where a batch file is written or read with it)."""
+    import pyarrow as pa
+    return pa.Codec("zstd", 1)
+
+
+def compress(data: bytes, codec: str) -> bytes:
+    """``data`` compressed by ``codec`` (``zstd``, ``deflate``, ``none``)."""
+    if codec == "zstd":
+        return _zstd().compress(data, asbytes=True) if data else b""
+    return zlib.compress(data, 1) if codec == "deflate" else data
+
+
+def decompress(data: bytes, codec: str, size: int) -> bytes:
+    """``data`` as it was before :func:`compress`; ``size`` is its length then."""
+    if codec == "zstd":
+        return _zstd().decompress(data, decompressed_size=size, asbytes=True) if size else b""
+    return zlib.decompress(data) if codec == "deflate" else data
+
+
+def prepare(codec: str) -> None:
+    """Import what ``codec`` needs now (in Luigi's main process, before it forks the tasks that write)."""
+    if codec == "zstd":
+        _zstd()
+
+
+def encode(meta: dict[str, Any], arrays: dict[str, np.ndarray], codec: str) -> tuple[bytes, dict[str, Any]]:
+    """One frame, and its meta as stored: ``meta`` plus ``arrays`` (C-order, each compressed by ``codec``)."""
     segments, layout, offset = [], {}, 0
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
-        data = array.reshape(-1).view(np.uint8).tobytes() if array.size else b""
-        data = zlib.compress(data, 1) if deflate else data
+        data = compress(array.reshape(-1).view(np.uint8).tobytes() if array.size else b"", codec)
         layout[name] = [offset, len(data), array.dtype.str, list(array.shape[1:])]
         segments.append(data)
         offset += len(data)
-    stored = {**meta, "codec": "deflate" if deflate else "none", "arrays": layout}
+    stored = {**meta, "codec": codec, "arrays": layout}
     text = json.dumps(stored, sort_keys=True, separators=(",", ":")).encode()
     payload = b"".join(segments)
     header = HEADER.pack(MAGIC, len(text), len(payload), zlib.crc32(payload, zlib.crc32(text)))
@@ -105,7 +133,7 @@ def read_raw(handle: IO[bytes], frame: Frame) -> bytes:
 
 def index_frame(spec: dict[str, Any], entries: list[dict[str, Any]]) -> bytes:
     """The index frame: the batch's arrays (``spec``) and, in row order, each file's absolute segments."""
-    return encode({"index": True, "spec": spec, "files": entries}, {}, False)[0]
+    return encode({"index": True, "spec": spec, "files": entries}, {}, "none")[0]
 
 
 def segments(frame: Frame) -> dict[str, list]:
@@ -137,26 +165,44 @@ def read_index(path: Path) -> dict[str, Any]:
     return meta
 
 
-def iter_array(path: Path, index: dict[str, Any], name: str, chunk_rows: int) -> Iterator[np.ndarray]:
-    """Rows of array ``name`` over the batch in row order, in chunks of ``chunk_rows`` (the last one shorter)."""
-    spec = index["spec"][name]
-    dtype, shape = np.dtype(spec["dtype"]), tuple(spec["shape"])
-    pending, held = [], 0
+def read_arrays(handle: IO[bytes], segments: dict[str, list], codec: str, rows: int, spec: dict[str, Any],
+                names: list[str]) -> dict[str, np.ndarray]:
+    """Arrays ``names`` of one file's frame from its ``segments`` (absolute ``[offset, bytes]``)."""
+    arrays = {}
+    for name in names:
+        dtype, shape = np.dtype(spec[name]["dtype"]), tuple(spec[name]["shape"])
+        offset, size = segments[name]
+        handle.seek(offset)
+        data = handle.read(size)
+        if len(data) != size:
+            raise ValueError(f"{getattr(handle, 'name', 'a batch file')}: array {name} ends early")
+        data = decompress(data, codec, rows * dtype.itemsize * int(np.prod(shape, dtype=np.int64)))
+        arrays[name] = np.frombuffer(data, dtype=dtype).reshape(rows, *shape)
+    return arrays
+
+
+def frame_arrays(handle: IO[bytes], frame: Frame, names: list[str]) -> dict[str, np.ndarray]:
+    """Arrays ``names`` of a frame found by :func:`scan`."""
+    spec = {name: {"dtype": entry[2], "shape": entry[3]} for name, entry in frame.meta["arrays"].items()}
+    return read_arrays(handle, segments(frame), frame.meta["codec"], frame.meta["rows"], spec, names)
+
+
+def iter_files(path: Path, index: dict[str, Any], names: list[str]) -> Iterator[dict[str, np.ndarray]]:
+    """Arrays ``names`` of each file of a complete batch file, in row order."""
     with open(path, "rb") as handle:
         for entry in index["files"]:
-            offset, size = entry["segments"][name]
-            handle.seek(offset)
-            data = handle.read(size)
-            if len(data) != size:
-                raise ValueError(f"{path}: {entry['file']}'s {name} ends early")
-            if entry["codec"] == "deflate":
-                data = zlib.decompress(data)
-            rows = np.frombuffer(data, dtype=dtype).reshape(entry["rows"], *shape)
-            pending.append(rows)
-            held += len(rows)
-            while held >= chunk_rows:
-                joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
-                yield joined[:chunk_rows]
-                pending, held = [joined[chunk_rows:]], held - chunk_rows
+            yield read_arrays(handle, entry["segments"], entry["codec"], entry["rows"], index["spec"], names)
+
+
+def iter_array(path: Path, index: dict[str, Any], name: str, chunk_rows: int) -> Iterator[np.ndarray]:
+    """Rows of array ``name`` over the batch in row order, in chunks of ``chunk_rows`` (the last one shorter)."""
+    pending, held = [], 0
+    for arrays in iter_files(path, index, [name]):
+        pending.append(arrays[name])
+        held += len(arrays[name])
+        while held >= chunk_rows:
+            joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            yield joined[:chunk_rows]
+            pending, held = [joined[chunk_rows:]], held - chunk_rows
     if held:
         yield np.concatenate(pending) if len(pending) > 1 else pending[0]

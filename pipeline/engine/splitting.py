@@ -34,6 +34,29 @@ def assign_splits(groups: np.ndarray, settings: Mapping[str, Any]) -> np.ndarray
     return np.searchsorted(bounds, unit, side="right").astype(np.int8)
 
 
+class SplitTally:
+    """A batch's split statistics: rows per split and, when standardising, the moments of the train rows of X.
+
+    Fed file by file in row order, whether the rows are fresh or read back, so the same
+    files give the same statistics bit for bit.
+    """
+
+    def __init__(self, settings: Mapping[str, Any], columns: int):
+        self.settings = settings
+        self.counts = np.zeros(3, dtype=np.int64)
+        self.moments = RunningMoments(columns) if settings["normalize"] else None
+
+    def add(self, x: np.ndarray, groups: np.ndarray) -> None:
+        where = assign_splits(groups, self.settings)
+        self.counts += np.bincount(where, minlength=3)
+        if self.moments:
+            self.moments.update(x.reshape(len(x), -1)[where == 0])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"settings": split_key(self.settings), "rows": self.counts.tolist(),
+                "train": self.moments.to_json() if self.moments else None}
+
+
 class RunningMoments:
     """Mean and variance per column over streamed chunks (Chan's parallel update)."""
 

@@ -14,6 +14,7 @@ import luigi
 
 from pipeline import upkeep
 from pipeline.config import HEAVY, streaming
+from pipeline.engine import frames
 from pipeline.engine.batches import (
     batch_is_complete,
     batch_records,
@@ -77,6 +78,12 @@ class ProcessBatch(DatasetTask):
     def output(self) -> CheckedTarget:
         plan = self.plan
         return CheckedTarget(plan.layout.batch(self.index), lambda: batch_is_complete(plan, plan.batches[self.index]))
+
+    def complete(self) -> bool:
+        done = super().complete()
+        if not done:  # checked in Luigi's main process: import the codec once there, not in every forked task
+            frames.prepare(self.plan.recipe.tables["batch"]["compression"])
+        return done
 
     def run(self) -> None:
         build_batch(self.plan, self.plan.batches[self.index], TaskProgress(self, "files"))
