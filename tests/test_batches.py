@@ -16,10 +16,10 @@ from pipeline.recipe import load_recipe
 from pipeline.synthetic.hex import write_corpus
 
 
-def plan_of(tmp_path, name: str = "hex", files: int = 6, compression: str = "zstd"):
+def plan_of(tmp_path, name: str = "hex", files: int = 6, compression: str = "zstd", size: int = 5):
     if not (tmp_path / "in").exists():
-        write_corpus(tmp_path / "in", files=files, games=3, size=5, seed=2)
-    recipe = load_recipe(hex_recipe(tmp_path, tmp_path / "in", name=name, process={"board_size": 5},
+        write_corpus(tmp_path / "in", files=files, games=3, size=size, seed=2)
+    recipe = load_recipe(hex_recipe(tmp_path, tmp_path / "in", name=name, process={"board_size": size},
                                     batch={"files_per_batch": files, "compression": compression}))
     return make_plan(recipe, discover(recipe.input_dir, recipe.pattern))
 
@@ -30,7 +30,7 @@ def rows_of(path, name: str) -> np.ndarray:
 
 @pytest.mark.parametrize("compression", ["zstd", "deflate", "none"])
 def test_the_batch_file_holds_each_files_rows_in_file_order(tmp_path, compression):
-    plan = plan_of(tmp_path, compression=compression)
+    plan = plan_of(tmp_path, compression=compression, size=11)
     record = build_batch(plan, plan.batches[0])
     kind, settings = plan.recipe.kind, plan.recipe.kind_settings
     direct = [process_file(kind, settings, plan.recipe.input_dir / f.relative, f.relative)[0].arrays
@@ -45,7 +45,7 @@ def test_the_batch_file_holds_each_files_rows_in_file_order(tmp_path, compressio
 def test_compression_shrinks_the_batch_file(tmp_path):
     sizes = {}
     for codec in ("zstd", "deflate", "none"):
-        plan = plan_of(tmp_path, codec, compression=codec)
+        plan = plan_of(tmp_path, codec, compression=codec, size=11)  # boards of 11x11: arrays over 4 KiB
         build_batch(plan, plan.batches[0])
         sizes[codec] = plan.layout.batch(0).stat().st_size
     assert sizes["zstd"] * 3 < sizes["none"] and sizes["deflate"] * 3 < sizes["none"]

@@ -259,7 +259,7 @@ def _write_batch(plan: Plan, batch: Batch, output: BatchFile, progress: Progress
                 meta = {**frame.meta, "reused": True}
                 arrays = frames.frame_arrays(output.handle, frame, tallied) if meta["rows"] else {}
             if meta["rows"]:
-                file_spec = {"arrays": {name: entry[2:] for name, entry in sorted(meta["arrays"].items())},
+                file_spec = {"arrays": {name: entry[2:4] for name, entry in sorted(meta["arrays"].items())},
                              "metadata": meta.get("metadata", {})}
                 meta["layout"] = digest(file_spec)
                 specs.setdefault(meta["layout"], file_spec)
@@ -292,8 +292,7 @@ def _write_batch(plan: Plan, batch: Batch, output: BatchFile, progress: Progress
                 failures.append(mismatch)
         arrays_spec = {name: {"dtype": dtype, "shape": list(shape)}
                        for name, (dtype, shape) in (spec["arrays"] if spec else {}).items()}
-        entries = [{"file": meta["file"], "rows": meta["rows"], "codec": frame.meta["codec"],
-                    "segments": frames.segments(frame)}
+        entries = [{"file": meta["file"], "rows": meta["rows"], "segments": frames.segments(frame)}
                    for meta, frame in zip(metas, placed, strict=True) if meta["rows"]]
         path = output.finish(arrays_spec, entries)
     except OSError as exc:

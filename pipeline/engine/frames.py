@@ -8,9 +8,9 @@ frame, an index frame is appended and the file is renamed into place.
 A frame is a 20-byte header — ``PLF1``, the length of its meta (uint32), the length of its
 payload (uint64), the CRC-32 of meta and payload (uint32), all little-endian — then the
 meta (JSON: the input file, its fingerprint, counts, failures, metadata, and each array's
-``[offset in the payload, bytes, dtype, row shape]``), then the payload: each array's raw
-C-order bytes, compressed by the meta's ``codec``: ``zstd`` (level 1, read with pyarrow),
-``deflate`` (zlib level 1) or ``none``.
+``[offset in the payload, bytes, dtype, row shape, codec]``), then the payload: each array's
+raw C-order bytes, compressed by its codec: ``zstd`` (level 1, read with pyarrow),
+``deflate`` (zlib level 1) or ``none`` (arrays under 4 KiB are never compressed).
 
 The index frame's meta has ``"index": true``, the batch's arrays (``spec``) and, in row order, each
 file that gives rows with its segments' absolute offsets. The file ends with the index
@@ -36,6 +36,8 @@ MAGIC, INDEX_MAGIC = b"PLF1", b"PLFI"
 HEADER = struct.Struct("<4sIQI")
 TRAILER = struct.Struct("<Q4s")
 PARTIAL = ".partial"
+SMALL = 4096
+"""Arrays of fewer bytes are stored as they are: decompressing them would cost more than it saves."""
 
 
 @dataclass(frozen=True)
@@ -80,15 +82,18 @@ def prepare(codec: str) -> None:
 
 
 def encode(meta: dict[str, Any], arrays: dict[str, np.ndarray], codec: str) -> tuple[bytes, dict[str, Any]]:
-    """One frame, and its meta as stored: ``meta`` plus ``arrays`` (C-order, each compressed by ``codec``)."""
+    """One frame, and its meta as stored: ``meta`` plus ``arrays`` (C-order, each compressed by ``codec``
+    unless it is under :data:`SMALL` bytes)."""
     segments, layout, offset = [], {}, 0
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
-        data = compress(array.reshape(-1).view(np.uint8).tobytes() if array.size else b"", codec)
-        layout[name] = [offset, len(data), array.dtype.str, list(array.shape[1:])]
+        raw = array.reshape(-1).view(np.uint8).tobytes() if array.size else b""
+        used = codec if len(raw) >= SMALL else "none"
+        data = compress(raw, used)
+        layout[name] = [offset, len(data), array.dtype.str, list(array.shape[1:]), used]
         segments.append(data)
         offset += len(data)
-    stored = {**meta, "codec": codec, "arrays": layout}
+    stored = {**meta, "arrays": layout}
     text = json.dumps(stored, sort_keys=True, separators=(",", ":")).encode()
     payload = b"".join(segments)
     header = HEADER.pack(MAGIC, len(text), len(payload), zlib.crc32(payload, zlib.crc32(text)))
@@ -137,9 +142,9 @@ def index_frame(spec: dict[str, Any], entries: list[dict[str, Any]]) -> bytes:
 
 
 def segments(frame: Frame) -> dict[str, list]:
-    """``{array: [absolute offset, bytes]}`` of a frame's payload, for the index."""
+    """``{array: [absolute offset, bytes, codec]}`` of a frame's payload, for the index."""
     start = frame.offset + frame.size - sum(entry[1] for entry in frame.meta["arrays"].values())
-    return {name: [start + entry[0], entry[1]] for name, entry in frame.meta["arrays"].items()}
+    return {name: [start + entry[0], entry[1], entry[4]] for name, entry in frame.meta["arrays"].items()}
 
 
 def finish(handle: IO[bytes], offset: int, index: bytes) -> None:
@@ -152,6 +157,13 @@ def finish(handle: IO[bytes], offset: int, index: bytes) -> None:
 
 def read_index(path: Path) -> dict[str, Any]:
     """The index of a complete batch file: ``spec`` ({array: {dtype, shape}}) and ``files`` in row order."""
+    stat = path.stat()
+    return _read_index(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_index(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
+    """:func:`read_index`, read once per version of a file (the split reads each batch once per array)."""
     with open(path, "rb") as handle:
         handle.seek(-TRAILER.size, os.SEEK_END)
         offset, magic = TRAILER.unpack(handle.read(TRAILER.size))
@@ -165,33 +177,40 @@ def read_index(path: Path) -> dict[str, Any]:
     return meta
 
 
-def read_arrays(handle: IO[bytes], segments: dict[str, list], codec: str, rows: int, spec: dict[str, Any],
-                names: list[str]) -> dict[str, np.ndarray]:
-    """Arrays ``names`` of one file's frame from its ``segments`` (absolute ``[offset, bytes]``)."""
-    arrays = {}
+def _layouts(spec: dict[str, Any], names: list[str]) -> list[tuple[str, np.dtype, tuple[int, ...], int]]:
+    """Name, dtype, row shape and row bytes of each array ``names`` of ``spec``."""
+    result = []
     for name in names:
         dtype, shape = np.dtype(spec[name]["dtype"]), tuple(spec[name]["shape"])
-        offset, size = segments[name]
+        result.append((name, dtype, shape, dtype.itemsize * int(np.prod(shape, dtype=np.int64))))
+    return result
+
+
+def _read(handle: IO[bytes], segments: dict[str, list], rows: int, layouts: list) -> dict[str, np.ndarray]:
+    """One file's arrays from its ``segments`` (absolute ``[offset, bytes, codec]``)."""
+    arrays = {}
+    for name, dtype, shape, row_bytes in layouts:
+        offset, size, codec = segments[name]
         handle.seek(offset)
         data = handle.read(size)
         if len(data) != size:
             raise ValueError(f"{getattr(handle, 'name', 'a batch file')}: array {name} ends early")
-        data = decompress(data, codec, rows * dtype.itemsize * int(np.prod(shape, dtype=np.int64)))
-        arrays[name] = np.frombuffer(data, dtype=dtype).reshape(rows, *shape)
+        arrays[name] = np.frombuffer(decompress(data, codec, rows * row_bytes), dtype=dtype).reshape(rows, *shape)
     return arrays
 
 
 def frame_arrays(handle: IO[bytes], frame: Frame, names: list[str]) -> dict[str, np.ndarray]:
     """Arrays ``names`` of a frame found by :func:`scan`."""
     spec = {name: {"dtype": entry[2], "shape": entry[3]} for name, entry in frame.meta["arrays"].items()}
-    return read_arrays(handle, segments(frame), frame.meta["codec"], frame.meta["rows"], spec, names)
+    return _read(handle, segments(frame), frame.meta["rows"], _layouts(spec, names))
 
 
 def iter_files(path: Path, index: dict[str, Any], names: list[str]) -> Iterator[dict[str, np.ndarray]]:
     """Arrays ``names`` of each file of a complete batch file, in row order."""
+    layouts = _layouts(index["spec"], names)
     with open(path, "rb") as handle:
         for entry in index["files"]:
-            yield read_arrays(handle, entry["segments"], entry["codec"], entry["rows"], index["spec"], names)
+            yield _read(handle, entry["segments"], entry["rows"], layouts)
 
 
 def iter_array(path: Path, index: dict[str, Any], name: str, chunk_rows: int) -> Iterator[np.ndarray]:
