@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import mmap
 import os
 import struct
 import zlib
@@ -186,31 +187,33 @@ def _layouts(spec: dict[str, Any], names: list[str]) -> list[tuple[str, np.dtype
     return result
 
 
-def _read(handle: IO[bytes], segments: dict[str, list], rows: int, layouts: list) -> dict[str, np.ndarray]:
-    """One file's arrays from its ``segments`` (absolute ``[offset, bytes, codec]``)."""
+def _read(data: bytes | mmap.mmap, segments: dict[str, list], rows: int, layouts: list) -> dict[str, np.ndarray]:
+    """One file's arrays from its ``segments`` (absolute ``[offset, bytes, codec]``) in a batch file's ``data``."""
     arrays = {}
     for name, dtype, shape, row_bytes in layouts:
         offset, size, codec = segments[name]
-        handle.seek(offset)
-        data = handle.read(size)
-        if len(data) != size:
-            raise ValueError(f"{getattr(handle, 'name', 'a batch file')}: array {name} ends early")
-        arrays[name] = np.frombuffer(decompress(data, codec, rows * row_bytes), dtype=dtype).reshape(rows, *shape)
+        segment = data[offset:offset + size]
+        if len(segment) != size:
+            raise ValueError(f"array {name} ends early")
+        arrays[name] = np.frombuffer(decompress(segment, codec, rows * row_bytes), dtype=dtype).reshape(rows, *shape)
     return arrays
 
 
 def frame_arrays(handle: IO[bytes], frame: Frame, names: list[str]) -> dict[str, np.ndarray]:
     """Arrays ``names`` of a frame found by :func:`scan`."""
     spec = {name: {"dtype": entry[2], "shape": entry[3]} for name, entry in frame.meta["arrays"].items()}
-    return _read(handle, segments(frame), frame.meta["rows"], _layouts(spec, names))
+    handle.seek(frame.offset)
+    data = handle.read(frame.size)
+    return _read(data, {name: [start - frame.offset, *rest] for name, (start, *rest) in segments(frame).items()},
+                 frame.meta["rows"], _layouts(spec, names))
 
 
 def iter_files(path: Path, index: dict[str, Any], names: list[str]) -> Iterator[dict[str, np.ndarray]]:
-    """Arrays ``names`` of each file of a complete batch file, in row order."""
+    """Arrays ``names`` of each file of a complete batch file, in row order (mapped: no read call per array)."""
     layouts = _layouts(index["spec"], names)
-    with open(path, "rb") as handle:
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
         for entry in index["files"]:
-            yield _read(handle, entry["segments"], entry["rows"], layouts)
+            yield _read(data, entry["segments"], entry["rows"], layouts)
 
 
 def iter_array(path: Path, index: dict[str, Any], name: str, chunk_rows: int) -> Iterator[np.ndarray]:
