@@ -29,12 +29,18 @@ BATCH_FORMAT = 3
 
 @dataclass(frozen=True)
 class Batch:
-    """One Luigi task's worth of input files, with the fingerprints of each and of all."""
+    """One Luigi task's worth of input files, with the fingerprint of all and, once asked for, of each."""
 
     index: int
     files: tuple[InputFile, ...]
-    file_fingerprints: tuple[str, ...]
+    process_fingerprint: str
     fingerprint: str
+
+    @functools.cached_property
+    def file_fingerprints(self) -> tuple[str, ...]:
+        """What made each file's frame: the processing fingerprint, the file's path, size and mtime."""
+        return tuple(digest_text(f"{self.process_fingerprint}\0{f.relative}\0{f.size}\0{f.mtime_ns}")
+                     for f in self.files)
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,9 @@ def make_plan(recipe: Recipe, files: list[InputFile]) -> Plan:
     batches = []
     for index, start in enumerate(range(0, len(files), size)):
         chunk = tuple(files[start:start + size])
-        prints = tuple(digest_text(f"{process_fingerprint}\0{f.relative}\0{f.size}\0{f.mtime_ns}") for f in chunk)
-        batches.append(Batch(index, chunk, prints, digest([BATCH_FORMAT, codec, prints])))
+        listing = "\0".join(f"{f.relative}\0{f.size}\0{f.mtime_ns}" for f in chunk)
+        batches.append(Batch(index, chunk, process_fingerprint,
+                             digest_text(f"{BATCH_FORMAT}\0{codec}\0{process_fingerprint}\0{listing}")))
     merge_fingerprint = digest([[batch.fingerprint for batch in batches], code_digest(*MERGE_CODE)])
     kind_reports = [f for f in (kind.normalize_columns, kind.final_files) if f]
     split_fingerprint = digest([merge_fingerprint, dict(recipe.split), code_digest(*kind_reports, *SPLIT_CODE)])
