@@ -41,18 +41,34 @@ class SplitTally:
     files give the same statistics bit for bit.
     """
 
+    PENDING_ROWS = 1 << 20
+    """Without moments, group ids are hashed this many rows at a time (one call instead of one per file)."""
+
     def __init__(self, settings: Mapping[str, Any], columns: int):
         self.settings = settings
         self.counts = np.zeros(3, dtype=np.int64)
         self.moments = RunningMoments(columns) if settings["normalize"] else None
+        self.pending: list[np.ndarray] = []
+        self.pending_rows = 0
 
-    def add(self, x: np.ndarray, groups: np.ndarray) -> None:
+    def add(self, x: np.ndarray | None, groups: np.ndarray) -> None:
+        if self.moments is None:
+            self.pending.append(groups)
+            self.pending_rows += len(groups)
+            if self.pending_rows >= self.PENDING_ROWS:
+                self._count()
+            return
         where = assign_splits(groups, self.settings)
         self.counts += np.bincount(where, minlength=3)
-        if self.moments:
-            self.moments.update(x.reshape(len(x), -1)[where == 0])
+        self.moments.update(x.reshape(len(x), -1)[where == 0])
+
+    def _count(self) -> None:
+        if self.pending:
+            self.counts += np.bincount(assign_splits(np.concatenate(self.pending), self.settings), minlength=3)
+        self.pending, self.pending_rows = [], 0
 
     def to_json(self) -> dict[str, Any]:
+        self._count()
         return {"settings": split_key(self.settings), "rows": self.counts.tolist(),
                 "train": self.moments.to_json() if self.moments else None}
 
