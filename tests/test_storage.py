@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import signal
@@ -16,13 +17,22 @@ from conftest import ROOT
 
 from pipeline.engine.storage import (
     TEMP_MARK,
+    ArrayWriter,
     NpzWriter,
     atomic_open,
     iter_npz_member,
     iter_rows,
     remove_stale_temps,
-    write_npy,
 )
+
+
+def write_npy(path, chunks, dtype, row_shape, rows) -> None:
+    """Stream ``chunks`` into a .npy at ``path``, atomically, as the split writes ``final/X_*.npy``."""
+    with atomic_open(path) as handle:
+        writer = ArrayWriter(handle, dtype, row_shape, rows)
+        for chunk in chunks:
+            writer.append(chunk)
+        writer.close()
 
 
 def test_streamed_npy_equals_numpy_save(tmp_path):
@@ -63,7 +73,8 @@ def test_a_flipped_bit_in_an_npz_member_is_detected(tmp_path):
 def test_kill_9_mid_write_leaves_no_final_file_and_the_temp_is_cleaned(tmp_path):
     final = tmp_path / "big.npy"
     writer = (f"import sys, time, numpy as np; sys.path.insert(0, {str(ROOT)!r})\n"
-              "from pipeline.engine.storage import write_npy\n"
+              "from pipeline.engine.storage import ArrayWriter, atomic_open\n"
+              f"{inspect.getsource(write_npy)}\n"
               "def chunks():\n"
               "    while True:\n"
               "        yield np.zeros((1000, 100))\n"

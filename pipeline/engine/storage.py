@@ -79,16 +79,6 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def save_npz(path: Path, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
-    """Write small arrays as one .npz, atomically; ``compress`` deflates them (level 1: fast)."""
-    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    with atomic_open(path) as handle, zipfile.ZipFile(handle, "w", method, compresslevel=1 if compress else None,
-                                                      allowZip64=True) as archive:
-        for name, array in arrays.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-
-
 def remove_stale_temps(folder: Path) -> int:
     """Remove temporary files left in ``folder`` (recursively) by dead processes of this host.
 
@@ -163,15 +153,6 @@ class ArrayWriter:
     def close(self) -> None:
         if self.written != self.expected:
             raise ValueError(f"wrote {self.written} rows of {self.expected}")
-
-
-def write_npy(path: Path, chunks: Iterator[np.ndarray], dtype: np.dtype, row_shape: tuple, rows: int) -> None:
-    """Stream ``chunks`` into a .npy file at ``path``, atomically."""
-    with atomic_open(path) as handle:
-        writer = ArrayWriter(handle, dtype, row_shape, rows)
-        for chunk in chunks:
-            writer.append(chunk)
-        writer.close()
 
 
 class NpzWriter:
