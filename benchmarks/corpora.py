@@ -68,11 +68,12 @@ def corpus(scratch: Path, name: str, files: int, shape: str = "normal", seed: in
 
 
 def recipe_tables(spec: CorpusKind, shape: str, input_dir: Path, output_dir: Path,
-                  compression: str = "deflate") -> dict:
-    """Recipe tables for a benchmark dataset over ``input_dir`` (engine defaults: 500 files per batch)."""
+                  compression: str | None = None) -> dict:
+    """Recipe tables for a benchmark dataset over ``input_dir`` (engine defaults: 500 files per batch and,
+    unless ``compression`` is given, the recipe's default compression of the batches)."""
     return {
         "dataset": {"name": output_dir.name, "kind": spec.kind, "input_dir": str(input_dir),
                     "pattern": spec.pattern, "output_dir": str(output_dir)},
         "process": spec.settings(shape),
-        "batch": {"compression": compression},
+        **({"batch": {"compression": compression}} if compression else {}),
     }

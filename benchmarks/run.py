@@ -3,9 +3,10 @@
 Measures, on two generated corpora (many small files, fewer big ones): BuildDataset's wall
 time and throughput with 1 and 2 workers against the same work done by ``baseline.py``
 (overhead ratio) and against the compute floor; bytes at rest under the output folder and
-bytes written by the run, against the bytes of ``final/`` (with the batches deflated and, in
-one more build, not); the no-op re-run and the number of Luigi tasks; peak RSS of merge and
-split as the data grows; the trmph encoder against a per-position Python version.
+bytes written by the run, against the bytes of ``final/`` (with the batches compressed as
+the recipe's default says, zstd, and, in one more build, not); the no-op re-run and the
+number of Luigi tasks; peak RSS of merge and split as the data grows; the trmph encoder
+against a per-position Python version.
 The full mode writes its results into docs/performance.md; ``--quick`` (under two
 minutes) is what CI runs, judging ratios only. The ticks year is measured apart, by
 ``benchmarks/ticks.py``, and recorded by hand in docs/performance.md's "ticks" section.
@@ -82,7 +83,7 @@ def write_recipe(path: Path, tables: dict) -> Path:
 
 
 def dataset(scratch: Path, kind: str, files: int, shape: str, label: str,
-            compression: str = "deflate") -> tuple[Path, Path]:
+            compression: str | None = None) -> tuple[Path, Path]:
     """A recipe over a (cached) corpus and its output folder, emptied."""
     folder, spec = corpora.corpus(scratch, kind, files, shape)
     out = scratch / "out" / f"{kind}-{label}-{shape}-{files}"

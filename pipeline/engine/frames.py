@@ -12,10 +12,10 @@ meta (JSON: the input file, its fingerprint, counts, failures, metadata, and eac
 raw C-order bytes, compressed by its codec: ``zstd`` (level 1, read with pyarrow),
 ``deflate`` (zlib level 1) or ``none`` (arrays under 4 KiB are never compressed).
 
-The index frame's meta has ``"index": true``, the batch's arrays (``spec``) and, in row order, each
-file that gives rows with its segments' absolute offsets. The file ends with the index
-frame's offset (uint64) and ``PLFI``. Reading needs numpy, and pyarrow for zstd (:func:`read_index`,
-:func:`iter_array`).
+The index frame's meta has ``"index": true``, the batch's arrays (``spec``) and, in row order,
+the files that give rows with their row counts and, per array, their segments' absolute
+offsets, lengths and codecs. The file ends with the index frame's offset (uint64) and
+``PLFI``. Reading needs numpy, and pyarrow for zstd (:func:`read_index`, :func:`iter_array`).
 """
 
 from __future__ import annotations
@@ -138,8 +138,12 @@ def read_raw(handle: IO[bytes], frame: Frame) -> bytes:
 
 
 def index_frame(spec: dict[str, Any], entries: list[dict[str, Any]]) -> bytes:
-    """The index frame: the batch's arrays (``spec``) and, in row order, each file's absolute segments."""
-    return encode({"index": True, "spec": spec, "files": entries}, {}, "none")[0]
+    """The index frame: the batch's arrays (``spec``); its files with rows (``entries``: ``file``, ``rows``,
+    ``segments``), in row order, as columns: ``files``, ``rows`` and, per array, ``segments``: the files'
+    absolute offsets, lengths and codecs (compact to parse: the split reads each index once per array)."""
+    segments = {name: [[entry["segments"][name][part] for entry in entries] for part in range(3)] for name in spec}
+    return encode({"index": True, "spec": spec, "files": [entry["file"] for entry in entries],
+                   "rows": [entry["rows"] for entry in entries], "segments": segments}, {}, "none")[0]
 
 
 def segments(frame: Frame) -> dict[str, list]:
@@ -157,14 +161,7 @@ def finish(handle: IO[bytes], offset: int, index: bytes) -> None:
 
 
 def read_index(path: Path) -> dict[str, Any]:
-    """The index of a complete batch file: ``spec`` ({array: {dtype, shape}}) and ``files`` in row order."""
-    stat = path.stat()
-    return _read_index(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=32)
-def _read_index(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
-    """:func:`read_index`, read once per version of a file (the split reads each batch once per array)."""
+    """The index of a complete batch file (:func:`index_frame`)."""
     with open(path, "rb") as handle:
         handle.seek(-TRAILER.size, os.SEEK_END)
         offset, magic = TRAILER.unpack(handle.read(TRAILER.size))
@@ -187,11 +184,11 @@ def _layouts(spec: dict[str, Any], names: list[str]) -> list[tuple[str, np.dtype
     return result
 
 
-def _read(data: bytes | mmap.mmap, segments: dict[str, list], rows: int, layouts: list) -> dict[str, np.ndarray]:
-    """One file's arrays from its ``segments`` (absolute ``[offset, bytes, codec]``) in a batch file's ``data``."""
+def _read(data: bytes | mmap.mmap, segments: list[tuple[int, int, str]], rows: int,
+          layouts: list) -> dict[str, np.ndarray]:
+    """One file's arrays (``layouts``) from their ``segments`` (``offset, bytes, codec``) in a batch file's ``data``."""
     arrays = {}
-    for name, dtype, shape, row_bytes in layouts:
-        offset, size, codec = segments[name]
+    for (name, dtype, shape, row_bytes), (offset, size, codec) in zip(layouts, segments, strict=True):
         segment = data[offset:offset + size]
         if len(segment) != size:
             raise ValueError(f"array {name} ends early")
@@ -203,17 +200,18 @@ def frame_arrays(handle: IO[bytes], frame: Frame, names: list[str]) -> dict[str,
     """Arrays ``names`` of a frame found by :func:`scan`."""
     spec = {name: {"dtype": entry[2], "shape": entry[3]} for name, entry in frame.meta["arrays"].items()}
     handle.seek(frame.offset)
-    data = handle.read(frame.size)
-    return _read(data, {name: [start - frame.offset, *rest] for name, (start, *rest) in segments(frame).items()},
-                 frame.meta["rows"], _layouts(spec, names))
+    data, where = handle.read(frame.size), segments(frame)
+    return _read(data, [(where[name][0] - frame.offset, *where[name][1:]) for name in names], frame.meta["rows"],
+                 _layouts(spec, names))
 
 
 def iter_files(path: Path, index: dict[str, Any], names: list[str]) -> Iterator[dict[str, np.ndarray]]:
     """Arrays ``names`` of each file of a complete batch file, in row order (mapped: no read call per array)."""
     layouts = _layouts(index["spec"], names)
+    columns = [zip(*index["segments"][name], strict=True) for name in names]
     with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        for entry in index["files"]:
-            yield _read(data, entry["segments"], entry["rows"], layouts)
+        for rows, *segments in zip(index["rows"], *columns, strict=True):
+            yield _read(data, segments, rows, layouts)
 
 
 def iter_array(path: Path, index: dict[str, Any], name: str, chunk_rows: int) -> Iterator[np.ndarray]:
