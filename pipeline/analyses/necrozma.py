@@ -41,6 +41,8 @@ BIN_NAMES = np.array(["VL", "L", "N", "H", "VH"], dtype=object)
 STATS = ("mean", "std", "min", "max")
 TOP = 50
 """Signatures kept per level × direction in the pattern summary (upstream's ``top_patterns_per_level``)."""
+BATCH = 2048
+"""Windows whose features are computed together (results do not depend on it)."""
 
 
 def check(lookbacks: list[int]) -> str | None:
@@ -53,7 +55,17 @@ def check(lookbacks: list[int]) -> str | None:
 
 
 def window_features(candles: dict[str, np.ndarray], windows: np.ndarray, pip: float) -> dict[str, np.ndarray]:
-    """Every feature of each window (rows of candle indices), NaN where upstream's dict lacks it."""
+    """Every feature of each window (rows of candle indices), NaN where upstream's dict lacks it.
+
+    Computed for at most ``BATCH`` windows at a time (every feature is one window's own), which bounds
+    the memory of a month of 1-minute windows.
+    """
+    batches = np.array_split(windows, max(1, -(-len(windows) // BATCH)))
+    parts = [_batch_features(candles, batch, pip) for batch in batches]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def _batch_features(candles: dict[str, np.ndarray], windows: np.ndarray, pip: float) -> dict[str, np.ndarray]:
     scale = 1.0 / pip
     prices = candles["close"][windows]
     pips = np.diff(prices, axis=1) * scale
