@@ -278,6 +278,29 @@ def verified_chunks(run: TicksRun, metadata: dict[str, Any], indices: list[int],
     return metadata
 
 
+def result_reads(metadata: dict[str, Any], index: int) -> list[int]:
+    """The chunks the result of chunk ``index`` reads: its own and its neighbours (for their edge candles)."""
+    return list(range(max(1, index - 1), min(len(metadata["chunks"]), index + 1) + 1))
+
+
+def verify_ahead(run: TicksRun, index: int) -> None:
+    """Check the checksums of the chunk files the result of chunk ``index`` reads, without repairing any.
+
+    Luigi's main process calls it when it schedules the task: the task's forked process inherits
+    the files found intact as verified. A damaged file is left to the task, which re-chunks.
+    """
+    if not chunks_complete(run):
+        return
+    root = run.layout.root
+    metadata = chunk_metadata(run)
+    names = [f"chunks/{metadata['chunks'][i - 1]['file']}" for i in result_reads(metadata, index)]
+    todo = [n for n in names if _stamp(root / n) not in _VERIFIED]
+    record = current_record(root, CHUNKS, run.chunk_fingerprint)
+    if record and todo:
+        problems = damaged(root, record, todo)
+        _VERIFIED.update(_stamp(root / n) for n in todo if n not in problems)
+
+
 def _stamp(path: Path) -> tuple[str, int, int]:
     try:
         stat = path.stat()
@@ -333,8 +356,7 @@ def build_result(run: TicksRun, metadata: dict[str, Any], universe: int, index: 
                  rechunk: Callable[[], dict[str, Any]]) -> None:
     """Verify the chunk files the result reads (re-chunking once if damaged), analyse, write."""
     started = time.time()
-    reads = list(range(max(1, index - 1), min(len(metadata["chunks"]), index + 1) + 1))
-    metadata = verified_chunks(run, metadata, reads, rechunk)
+    metadata = verified_chunks(run, metadata, result_reads(metadata, index), rechunk)
     write_result(run, universe, index, analyse_chunk(run, metadata, index, universe), started)
 
 
