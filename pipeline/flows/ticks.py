@@ -42,6 +42,7 @@ from pipeline.engine.series import (
     SelectionError,
     SeriesLayout,
     chronological_bounds,
+    parquet_columns,
     read_parquet,
     scan,
     values,
@@ -375,8 +376,9 @@ def verified_results(run: TicksRun, metadata: dict[str, Any], universe: int, chu
             raise InputError(f"{root / stage}: still damaged after rebuilding it")
 
 
-def _results(run: TicksRun, name: str, chunks: tuple[int, ...]) -> Callable[[], Iterator[pa.Table]]:
-    return lambda: (read_parquet(run.layout.result(name, index)) for index in chunks)
+def _results(run: TicksRun, name: str, chunks: tuple[int, ...]) -> Callable[..., Iterator[pa.Table]]:
+    """``tables(columns=None)``: the result tables of ``chunks`` in order, with only ``columns`` when given."""
+    return lambda columns=None: (read_parquet(run.layout.result(name, index), columns) for index in chunks)
 
 
 def _bounds(run: TicksRun, metadata: dict[str, Any], chunks: tuple[int, ...]) -> list[int]:
@@ -405,11 +407,10 @@ def consolidate_universe(run: TicksRun, metadata: dict[str, Any], universe: int,
     for table_name, table in consolidated.tables.items():
         write_parquet(folder / f"{table_name}.parquet", table)
         extra.append(f"{table_name}.parquet")
-    first = next(tables(), None)
-    split = None
-    if run.analysis.sample and first is not None:
-        split = write_chronological_split(folder, tables, run.analysis.sample(first.schema.names),
-                                          _bounds(run, metadata, chunks))
+    spec = None
+    if run.analysis.sample and chunks:
+        spec = run.analysis.sample(parquet_columns(run.layout.result(name, chunks[0])))
+    split = write_chronological_split(folder, tables, spec, _bounds(run, metadata, chunks)) if spec else None
     timings = [read_json(run.layout.result_timing(name, index)) or {} for index in chunks]
     summary = {
         "dataset": run.recipe.name, "kind": run.recipe.kind.name, "analysis": run.analysis.name, "universe": name,
@@ -426,8 +427,8 @@ def consolidate_universe(run: TicksRun, metadata: dict[str, Any], universe: int,
     }
     if split:
         summary.update(rows=split["rows"], groups=split["groups"], left_out=split["left_out"],
-                       split={"by": "time", **split["bounds"]}, features=list(run.analysis.sample(
-                           first.schema.names).features), labels={"label": list(run.analysis.label_names)})
+                       split={"by": "time", **split["bounds"]}, features=list(spec.features),
+                       labels={"label": list(run.analysis.label_names)})
     write_json(folder / "stats.json", summary)
     write_text(run.layout.report(folder), universe_report(run, summary, consolidated))
     files = [*(split["files"] if split else []), "stats.json", run.layout.patterns(folder).name,
