@@ -52,15 +52,16 @@ def phase_space_reconstruction(prices: np.ndarray) -> Features:
     """Distances of the 3-D delay embedding, correlation dimension, attractor spread and trajectory.
 
     Point ``a`` of the embedding is ``prices[a:a + 3]``, so the squared distance of points ``a, b`` is the
-    sum of the squared price differences ``(a, b), (a + 1, b + 1), (a + 2, b + 2)``: three shifted blocks of
-    one (n, n) table. Distances are sorted once for their percentiles, median, minimum and maximum.
+    sum of the squared price differences ``(a + j, b + j)``, j = 0, 1, 2, taken from the transposed prices
+    (one contiguous row per price). The distances stay pair-major, so that their per-window sums add the
+    pairs one by one (numpy sums a contiguous row pairwise, which rounds otherwise). They are sorted once
+    for their percentiles, median, minimum and maximum.
     """
-    windows, n = prices.shape
-    points = n - 2
-    squares = (prices[:, :, None] - prices[:, None, :]) ** 2
-    summed = (squares[:, :points, :points] + squares[:, 1:-1, 1:-1]) + squares[:, 2:, 2:]
+    points = prices.shape[1] - 2
     first, second = np.triu_indices(points, 1)
-    distances = np.sqrt(summed.reshape(windows, -1)[:, first * points + second])
+    columns = np.ascontiguousarray(prices.T)
+    gaps = [columns[first + j] - columns[second + j] for j in range(3)]
+    distances = np.sqrt((gaps[0] * gaps[0] + gaps[1] * gaps[1]) + gaps[2] * gaps[2]).T
     ordered, counts = np.sort(distances, axis=1), (distances > 0).sum(axis=1)
     zeros = (distances == 0).sum(axis=1)
     radii = np.stack([lerp_percentile(ordered, counts, q, zeros) for q in (10, 25, 50, 75, 90)], axis=1)
