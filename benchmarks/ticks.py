@@ -101,6 +101,7 @@ def main() -> None:
                       f'[ticks]\nchunk_size = "{args.chunk_size}"\n'
                       f'[universes]\nanalysis = "{args.analysis}"\n'
                       + ("lookbacks = [5, 10, 15, 20, 30]\n" if args.analysis == "necrozma" else ""))
+    load = os.getloadavg()[0]
     luigi = [sys.executable, "-m", "luigi", "--module", "pipeline"]
     common = ["--recipe", str(recipe), "--local-scheduler", "--workers", str(args.workers)]
     stages = {
@@ -115,7 +116,7 @@ def main() -> None:
     print(f"\n{args.rows} ticks ({args.format}), analysis {args.analysis}, {args.chunk_size} chunks, "
           f"{results} chunk × universe results, "
           f"{args.workers} workers, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"load average before {os.getloadavg()[0]:.1f}\n")
+          f"load average before {load:.1f}, after {os.getloadavg()[0]:.1f}\n")
     print("| stage | wall s | CPU s (user + sys) | peak RSS, largest process (MiB) "
           "| peak RSS, summed over forks (MiB) |")
     print("|---|---|---|---|---|")

@@ -156,6 +156,24 @@ def test_damaged_result_and_chunk_are_rebuilt(tmp_path):
     assert chunk.read_bytes() == sorted(clean.layout.chunks.glob("chunk_003_*.parquet"))[0].read_bytes()
 
 
+def test_chunks_verified_ahead_are_not_read_again_and_a_damaged_one_is_left_to_the_task(tmp_path, monkeypatch):
+    run = flow.make_run(load_recipe(recipe(tmp_path, chunk_size="daily", intervals=(60,), lookbacks=(5,))))
+    metadata = flow.chunk_input(run, 1 << 20, 2000)
+    chunk = sorted(run.layout.chunks.glob("chunk_003_*.parquet"))[0]
+    stat = chunk.stat()
+    chunk.write_bytes(chunk.read_bytes()[:-10] + b"0123456789")
+    os.utime(chunk, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # silent damage: same size and mtime, other bytes
+    flow._VERIFIED.clear()
+    flow.verify_ahead(run, 2)  # as Luigi's main process does: chunks 1-3, nothing repaired
+    assert sorted(Path(p).name for p, _, _ in flow._VERIFIED) == [metadata["chunks"][i]["file"] for i in (0, 1)]
+    checked, real = [], flow.damaged
+    monkeypatch.setattr(flow, "damaged", lambda root, record, names=None: checked.append(list(names))
+                        or real(root, record, names))
+    flow.build_result(run, metadata, 1, 2, lambda: flow.chunk_input(run, 1 << 20, 2000))
+    assert checked[0] == [f"chunks/{chunk.name}"]  # the task reads only the damaged one, then re-chunks
+    assert not real(run.layout.root, flow.current_record(run.layout.root, flow.CHUNKS, run.chunk_fingerprint))
+
+
 def test_only_recorded_files_are_deleted(tmp_path):
     path = recipe(tmp_path, chunk_size="daily", intervals=(60,), lookbacks=(5,))
     run = build(path)

@@ -22,10 +22,11 @@ def run_counts(flags: np.ndarray) -> np.ndarray:
     rows = flags.reshape(windows, -1, m)
     padded = np.zeros((windows, rows.shape[1], m + 2), dtype=np.int8)
     padded[:, :, 1:-1] = rows
-    step = np.diff(padded, axis=2)
-    window, _, start = np.nonzero(step == 1)
-    end = np.nonzero(step == -1)[2]
-    return np.bincount(window * (m + 1) + (end - start), minlength=windows * (m + 1)).reshape(windows, m + 1)
+    step = np.diff(padded, axis=2).ravel()
+    start = np.flatnonzero(step == 1)
+    length = np.flatnonzero(step == -1) - start
+    window = start // (rows.shape[1] * (m + 1))
+    return np.bincount(window * (m + 1) + length, minlength=windows * (m + 1)).reshape(windows, m + 1)
 
 
 def _longest(counts: np.ndarray) -> np.ndarray:
@@ -48,24 +49,35 @@ def _autocorrelation(pips: np.ndarray) -> np.ndarray:
 
 
 def phase_space_reconstruction(prices: np.ndarray) -> Features:
-    """Distances of the 3-D delay embedding, correlation dimension, attractor spread and trajectory."""
-    vectors = np.stack([prices[:, j:prices.shape[1] - 2 + j] for j in range(3)], axis=2)
-    first, second = np.triu_indices(vectors.shape[1], 1)
-    distances = np.sqrt(((vectors[:, first] - vectors[:, second]) ** 2).sum(axis=2))
-    positive = np.where(distances > 0, distances, np.nan)
-    ordered, counts = np.sort(positive, axis=1), (distances > 0).sum(axis=1)
-    radii = np.stack([lerp_percentile(ordered, counts, q) for q in (10, 25, 50, 75, 90)], axis=1)
+    """Distances of the 3-D delay embedding, correlation dimension, attractor spread and trajectory.
+
+    Point ``a`` of the embedding is ``prices[a:a + 3]``, so the squared distance of points ``a, b`` is the
+    sum of the squared price differences ``(a + j, b + j)``, j = 0, 1, 2, taken from the transposed prices
+    (one contiguous row per price). The distances stay pair-major, so that their per-window sums add the
+    pairs one by one (numpy sums a contiguous row pairwise, which rounds otherwise). They are sorted once
+    for their percentiles, median, minimum and maximum.
+    """
+    points = prices.shape[1] - 2
+    first, second = np.triu_indices(points, 1)
+    columns = np.ascontiguousarray(prices.T)
+    gaps = [columns[first + j] - columns[second + j] for j in range(3)]
+    distances = np.sqrt((gaps[0] * gaps[0] + gaps[1] * gaps[1]) + gaps[2] * gaps[2]).T
+    ordered, counts = np.sort(distances, axis=1), (distances > 0).sum(axis=1)
+    zeros = (distances == 0).sum(axis=1)
+    radii = np.stack([lerp_percentile(ordered, counts, q, zeros) for q in (10, 25, 50, 75, 90)], axis=1)
     below = np.stack([(distances < radii[:, [i]]).mean(axis=1) for i in range(5)], axis=1)
     valid = (below > 0) & (below < 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         dimension = slope(np.log(radii), np.log(below), valid)
+    pairs, middle = len(first), len(first) // 2
+    median = (ordered[:, middle - 1] + ordered[:, middle]) / 2 if pairs % 2 == 0 else ordered[:, middle]
+    vectors = np.stack([prices[:, j:points + j] for j in range(3)], axis=2)
     centroid = vectors.mean(axis=1)
     from_centre = np.sqrt(((vectors - centroid[:, None]) ** 2).sum(axis=2))
     steps = np.sqrt((np.diff(vectors, axis=1) ** 2).sum(axis=2))
     return {
         "phase_dist_mean": distances.mean(axis=1), "phase_dist_std": distances.std(axis=1),
-        "phase_dist_max": distances.max(axis=1), "phase_dist_min": distances.min(axis=1),
-        "phase_dist_median": np.median(distances, axis=1),
+        "phase_dist_max": ordered[:, -1], "phase_dist_min": ordered[:, 0], "phase_dist_median": median,
         "correlation_dimension": np.where(valid.sum(axis=1) >= 2, dimension, np.nan),
         "attractor_centroid_norm": np.sqrt((centroid * centroid).sum(axis=1)),
         "attractor_spread": from_centre.mean(axis=1), "attractor_spread_std": from_centre.std(axis=1),
@@ -98,18 +110,24 @@ def _histogram_entropy(counts: np.ndarray) -> np.ndarray:
 
 
 def recurrence_features(pips: np.ndarray) -> Features:
-    """RQA of the pips' recurrence plot (threshold 0.1 std): rate, determinism, laminarity and lines."""
+    """RQA of the pips' recurrence plot (threshold 0.1 std): rate, determinism, laminarity and lines.
+
+    The plot is symmetric, so its vertical lines are those of its rows, and its diagonal lines off the
+    main one are those of the upper diagonals, twice: diagonal ``k`` compares the pips ``k`` apart.
+    """
     windows, n = pips.shape
     threshold = 0.1 * np.std(pips, axis=1)
-    threshold = np.where(threshold == 0, 0.01, threshold)
-    plot = np.abs(pips[:, :, None] - pips[:, None, :]) <= threshold[:, None, None]
+    threshold = np.where(threshold == 0, 0.01, threshold)[:, None]
+    plot = np.abs(pips[:, :, None] - pips[:, None, :]) <= threshold[:, :, None]
     total = plot.sum(axis=(1, 2)).astype(np.float64)
-    offset, position = np.meshgrid(np.arange(1, n), np.arange(n), indexing="ij")
-    inside = position + offset < n
-    diagonals = plot[:, position, np.minimum(position + offset, n - 1)] & inside
-    diagonal = run_counts(diagonals) * 2  # the plot is symmetric: each line k > 0 has its twin at -k
+    diagonals = np.zeros((windows, n * (n - 1) // 2 + n - 1), dtype=bool)  # one False after each diagonal
+    begin = 0
+    for offset in range(1, n):
+        diagonals[:, begin:begin + n - offset] = np.abs(pips[:, :-offset] - pips[:, offset:]) <= threshold
+        begin += n - offset + 1
+    diagonal = run_counts(diagonals)[:, :n + 1] * 2
     diagonal[:, :2] = 0
-    vertical = run_counts(np.swapaxes(plot, 1, 2))
+    vertical = run_counts(plot)
     vertical[:, :2] = 0
     lengths = np.arange(n + 1)
     has_diagonal, has_vertical = diagonal.sum(axis=1) > 0, vertical.sum(axis=1) > 0

@@ -15,8 +15,11 @@ import numpy as np
 Features = dict[str, np.ndarray]
 
 
-def lerp_percentile(rows: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
-    """numpy's linear percentile ``q`` of the first ``counts[i]`` values of each sorted row (NaN when empty)."""
+def lerp_percentile(rows: np.ndarray, counts: np.ndarray, q: float, start: np.ndarray | int = 0) -> np.ndarray:
+    """numpy's linear percentile ``q`` of the ``counts[i]`` values from ``start[i]`` on of each sorted row.
+
+    NaN for a row without values (which reads its last value instead).
+    """
     quantile = q / 100
     n = counts.astype(np.float64)
     index = n * quantile + (1 + quantile * (1 - 1 - 1)) - 1
@@ -25,7 +28,8 @@ def lerp_percentile(rows: np.ndarray, counts: np.ndarray, q: float) -> np.ndarra
     above = np.minimum(below + 1, np.maximum(counts - 1, 0))
     gamma = index - below
     take = np.arange(len(rows))
-    a, b = rows[take, below], rows[take, above]
+    last = rows.shape[1] - 1
+    a, b = rows[take, np.minimum(start + below, last)], rows[take, np.minimum(start + above, last)]
     diff = b - a
     out = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
     return np.where(counts > 0, out, np.nan)

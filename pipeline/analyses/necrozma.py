@@ -41,6 +41,8 @@ BIN_NAMES = np.array(["VL", "L", "N", "H", "VH"], dtype=object)
 STATS = ("mean", "std", "min", "max")
 TOP = 50
 """Signatures kept per level × direction in the pattern summary (upstream's ``top_patterns_per_level``)."""
+BATCH = 2048
+"""Windows whose features are computed together (results do not depend on it)."""
 
 
 def check(lookbacks: list[int]) -> str | None:
@@ -53,7 +55,17 @@ def check(lookbacks: list[int]) -> str | None:
 
 
 def window_features(candles: dict[str, np.ndarray], windows: np.ndarray, pip: float) -> dict[str, np.ndarray]:
-    """Every feature of each window (rows of candle indices), NaN where upstream's dict lacks it."""
+    """Every feature of each window (rows of candle indices), NaN where upstream's dict lacks it.
+
+    Computed for at most ``BATCH`` windows at a time (every feature is one window's own), which bounds
+    the memory of a month of 1-minute windows.
+    """
+    batches = np.array_split(windows, max(1, -(-len(windows) // BATCH)))
+    parts = [_batch_features(candles, batch, pip) for batch in batches]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def _batch_features(candles: dict[str, np.ndarray], windows: np.ndarray, pip: float) -> dict[str, np.ndarray]:
     scale = 1.0 / pip
     prices = candles["close"][windows]
     pips = np.diff(prices, axis=1) * scale
@@ -120,37 +132,42 @@ def feature_names(table: pa.Table) -> list[str]:
 
 
 def group_stats(table: pa.Table) -> dict[tuple[int, int], dict[str, Any]]:
-    """Per (level, direction) with targets: occurrences, features extracted and feature statistics."""
+    """Per (level, direction) with targets: occurrences, features extracted and feature statistics.
+
+    The rows are ordered by target once, stably (a group keeps its time order): each feature
+    column is converted once and each group's values are one slice of it.
+    """
     target = np.asarray(table.column("target"))
-    names = feature_names(table)
-    matrix = {name: np.asarray(table.column(name)) for name in names}
-    out = {}
-    for code in np.unique(target):
-        rows = target == code
-        stats = {}
-        for name in names:
-            values = matrix[name][rows]
+    order = np.argsort(target, kind="stable")
+    codes, starts, counts = np.unique(target[order], return_index=True, return_counts=True)
+    stats: dict[int, dict[str, float]] = {int(code): {} for code in codes}
+    for name in feature_names(table):
+        column = np.asarray(table.column(name))[order]
+        for code, start, count in zip(codes, starts, counts, strict=True):
+            values = column[start:start + count]
             values = values[~np.isnan(values)]
             if len(values):
-                stats.update({f"{name}_mean": float(np.mean(values)), f"{name}_std": float(np.std(values)),
-                              f"{name}_min": float(np.min(values)), f"{name}_max": float(np.max(values))})
-        out[(int(code) // 2, int(code) % 2)] = {"total_occurrences": int(rows.sum()), "feature_stats": stats}
-    return out
+                stats[int(code)].update({f"{name}_mean": float(np.mean(values)), f"{name}_std": float(np.std(values)),
+                                         f"{name}_min": float(np.min(values)), f"{name}_max": float(np.max(values))})
+    return {(int(code) // 2, int(code) % 2): {"total_occurrences": int(count), "feature_stats": stats[int(code)]}
+            for code, count in zip(codes, counts, strict=True)}
 
 
 def signature_table(table: pa.Table, universe: str) -> pa.Table:
     """Per level × direction × signature: count, share, movement and key-feature means; ranked by count."""
     target = np.asarray(table.column("target"))
-    signature = np.asarray(table.column("signature").to_pylist(), dtype=object)
     movement = np.asarray(table.column("movement_pips"))
     keys = [key for key in KEYS if key in table.schema.names]
-    pairs = sorted({(int(t), str(s)) for t, s in zip(target, signature, strict=True)})
+    means = {key: np.asarray(table.column(key)) for key in keys}
+    names, signature = np.unique(np.asarray(table.column("signature").to_pylist(), dtype=object), return_inverse=True)
+    pair = target.astype(np.int64) * len(names) + signature  # in (target, signature) order, as their sort
+    pairs = np.unique(pair)
     totals = np.bincount(target, minlength=8)
     rows: dict[str, list] = {name: [] for name in ("level", "direction", "signature", "count", "share",
                                                    "movement_mean_pips", "movement_std_pips",
                                                    *[f"{k}_mean" for k in keys])}
-    for code, sig in pairs:
-        chosen = (target == code) & (signature == sig)
+    for value in pairs:
+        code, sig, chosen = int(value) // len(names), str(names[value % len(names)]), pair == value
         rows["level"].append(LEVELS[code // 2])
         rows["direction"].append(DIRECTIONS[code % 2])
         rows["signature"].append(sig)
@@ -159,7 +176,7 @@ def signature_table(table: pa.Table, universe: str) -> pa.Table:
         rows["movement_mean_pips"].append(float(np.mean(movement[chosen])))
         rows["movement_std_pips"].append(float(np.std(movement[chosen])))
         for key in keys:
-            rows[f"{key}_mean"].append(float(np.mean(np.asarray(table.column(key))[chosen])))
+            rows[f"{key}_mean"].append(float(np.mean(means[key][chosen])))
     result = pa.table({"universe": pa.array([universe] * len(pairs), pa.string()),
                        "name": [f"{lv} {d} {s}" for lv, d, s in zip(rows["level"], rows["direction"],
                                                                       rows["signature"], strict=True)],

@@ -249,6 +249,12 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
         return source.read(columns=columns)
 
 
+def parquet_columns(path: Path) -> list[str]:
+    """The column names of the Parquet file at ``path`` (its footer only)."""
+    with pq.ParquetFile(path) as source:
+        return source.schema_arrow.names
+
+
 def write_text(path: Path, text: str) -> None:
     """Write UTF-8 ``text`` at ``path``, atomically."""
     with atomic_open(path) as handle:
@@ -317,17 +323,19 @@ def _assign(table: pa.Table, spec: SampleSpec, bounds: list[int]) -> tuple[np.nd
     return where, left_out
 
 
-def write_chronological_split(folder: Path, tables: Callable[[], Iterator[pa.Table]], spec: SampleSpec,
+def write_chronological_split(folder: Path, tables: Callable[[list[str]], Iterator[pa.Table]], spec: SampleSpec,
                               bounds: list[int]) -> dict[str, Any]:
     """Write ``X_{split}.npy``, ``labels_{split}.npz``, ``groups_{split}.npy`` (group = UTC day), streamed.
 
     A row is a sample of a split only when its whole window and its label row lie in that
-    split, so no window crosses a split boundary. Two passes: count, then write.
+    split, so no window crosses a split boundary. Two passes over ``tables(columns)``, which
+    reads only those columns: count (the times), then write.
     """
+    times = list(dict.fromkeys([spec.first, spec.last, spec.time]))
     counts = np.zeros(3, dtype=np.int64)
     left_out = {"incomplete_window": 0, "no_next_row": 0, "crossing_split": 0}
     days: list[set[int]] = [set(), set(), set()]
-    for table in tables():
+    for table in tables(times):
         where, dropped = _assign(table, spec, bounds)
         counts += np.bincount(where[where >= 0], minlength=3)
         left_out = {k: left_out[k] + dropped[k] for k in left_out}
@@ -344,7 +352,7 @@ def write_chronological_split(folder: Path, tables: Callable[[], Iterator[pa.Tab
         xs = [ArrayWriter(h, np.float32, (width,), int(n)) for h, n in zip(opened("X", ".npy"), counts, strict=True)]
         groups = [ArrayWriter(h, np.uint64, (), int(n)) for h, n in zip(opened("groups", ".npy"), counts, strict=True)]
         labels = None
-        for table in tables():
+        for table in tables(list(dict.fromkeys([*times, *spec.features, spec.label]))):
             where, _ = _assign(table, spec, bounds)
             x = np.stack([values(table.column(name)) for name in spec.features], axis=1).astype(np.float32)
             label = values(table.column(spec.label))

@@ -42,6 +42,7 @@ from pipeline.engine.series import (
     SelectionError,
     SeriesLayout,
     chronological_bounds,
+    parquet_columns,
     read_parquet,
     scan,
     values,
@@ -278,6 +279,29 @@ def verified_chunks(run: TicksRun, metadata: dict[str, Any], indices: list[int],
     return metadata
 
 
+def result_reads(metadata: dict[str, Any], index: int) -> list[int]:
+    """The chunks the result of chunk ``index`` reads: its own and its neighbours (for their edge candles)."""
+    return list(range(max(1, index - 1), min(len(metadata["chunks"]), index + 1) + 1))
+
+
+def verify_ahead(run: TicksRun, index: int) -> None:
+    """Check the checksums of the chunk files the result of chunk ``index`` reads, without repairing any.
+
+    Luigi's main process calls it when it schedules the task: the task's forked process inherits
+    the files found intact as verified. A damaged file is left to the task, which re-chunks.
+    """
+    if not chunks_complete(run):
+        return
+    root = run.layout.root
+    metadata = chunk_metadata(run)
+    names = [f"chunks/{metadata['chunks'][i - 1]['file']}" for i in result_reads(metadata, index)]
+    todo = [n for n in names if _stamp(root / n) not in _VERIFIED]
+    record = current_record(root, CHUNKS, run.chunk_fingerprint)
+    if record and todo:
+        problems = damaged(root, record, todo)
+        _VERIFIED.update(_stamp(root / n) for n in todo if n not in problems)
+
+
 def _stamp(path: Path) -> tuple[str, int, int]:
     try:
         stat = path.stat()
@@ -333,8 +357,7 @@ def build_result(run: TicksRun, metadata: dict[str, Any], universe: int, index: 
                  rechunk: Callable[[], dict[str, Any]]) -> None:
     """Verify the chunk files the result reads (re-chunking once if damaged), analyse, write."""
     started = time.time()
-    reads = list(range(max(1, index - 1), min(len(metadata["chunks"]), index + 1) + 1))
-    metadata = verified_chunks(run, metadata, reads, rechunk)
+    metadata = verified_chunks(run, metadata, result_reads(metadata, index), rechunk)
     write_result(run, universe, index, analyse_chunk(run, metadata, index, universe), started)
 
 
@@ -353,8 +376,9 @@ def verified_results(run: TicksRun, metadata: dict[str, Any], universe: int, chu
             raise InputError(f"{root / stage}: still damaged after rebuilding it")
 
 
-def _results(run: TicksRun, name: str, chunks: tuple[int, ...]) -> Callable[[], Iterator[pa.Table]]:
-    return lambda: (read_parquet(run.layout.result(name, index)) for index in chunks)
+def _results(run: TicksRun, name: str, chunks: tuple[int, ...]) -> Callable[..., Iterator[pa.Table]]:
+    """``tables(columns=None)``: the result tables of ``chunks`` in order, with only ``columns`` when given."""
+    return lambda columns=None: (read_parquet(run.layout.result(name, index), columns) for index in chunks)
 
 
 def _bounds(run: TicksRun, metadata: dict[str, Any], chunks: tuple[int, ...]) -> list[int]:
@@ -383,11 +407,10 @@ def consolidate_universe(run: TicksRun, metadata: dict[str, Any], universe: int,
     for table_name, table in consolidated.tables.items():
         write_parquet(folder / f"{table_name}.parquet", table)
         extra.append(f"{table_name}.parquet")
-    first = next(tables(), None)
-    split = None
-    if run.analysis.sample and first is not None:
-        split = write_chronological_split(folder, tables, run.analysis.sample(first.schema.names),
-                                          _bounds(run, metadata, chunks))
+    spec = None
+    if run.analysis.sample and chunks:
+        spec = run.analysis.sample(parquet_columns(run.layout.result(name, chunks[0])))
+    split = write_chronological_split(folder, tables, spec, _bounds(run, metadata, chunks)) if spec else None
     timings = [read_json(run.layout.result_timing(name, index)) or {} for index in chunks]
     summary = {
         "dataset": run.recipe.name, "kind": run.recipe.kind.name, "analysis": run.analysis.name, "universe": name,
@@ -404,8 +427,8 @@ def consolidate_universe(run: TicksRun, metadata: dict[str, Any], universe: int,
     }
     if split:
         summary.update(rows=split["rows"], groups=split["groups"], left_out=split["left_out"],
-                       split={"by": "time", **split["bounds"]}, features=list(run.analysis.sample(
-                           first.schema.names).features), labels={"label": list(run.analysis.label_names)})
+                       split={"by": "time", **split["bounds"]}, features=list(spec.features),
+                       labels={"label": list(run.analysis.label_names)})
     write_json(folder / "stats.json", summary)
     write_text(run.layout.report(folder), universe_report(run, summary, consolidated))
     files = [*(split["files"] if split else []), "stats.json", run.layout.patterns(folder).name,

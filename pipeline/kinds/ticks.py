@@ -233,11 +233,11 @@ def candles(ts: np.ndarray, mid: np.ndarray, spread: np.ndarray, interval: int, 
     body = np.round((close - open_) / pip, 6)
     size = np.searchsorted(SIZE_BOUNDS, np.abs(body), side="right").astype(np.int8)
     direction = np.sign(body).astype(np.int8)
+    spread_avg = np.add.reduceat(np.asarray(spread, np.float64), first) / ticks
     return {
         "start": bucket[first] * (interval * MINUTE_NS),
         "open": open_, "high": high, "low": low, "close": close, "ticks": ticks,
-        "spread_avg": np.add.reduceat(spread.astype(np.float64), first) / ticks,
-        "spread_mean_pips": (np.add.reduceat(spread.astype(np.float64), first) / ticks).astype(np.float32),
+        "spread_avg": spread_avg, "spread_mean_pips": spread_avg.astype(np.float32),
         "body_pips": body.astype(np.float32),
         "range_pips": np.round((high - low) / pip, 6).astype(np.float32),
         "upper_wick_pips": np.round((high - np.maximum(open_, close)) / pip, 6).astype(np.float32),
