@@ -141,7 +141,7 @@ class AnalyseChunk(TicksTask):
 def _verify_ahead(task: AnalyseChunk, _dependency: luigi.Task) -> None:
     """An AnalyseChunk to run, found in Luigi's main process: check its chunk files here, each once per build,
     rather than in every forked task (three ~40 MB files per task of a year's monthly chunks)."""
-    flow.verify_ahead(task.ticks_run, task.chunk)
+    task.flow.verify_ahead(task.ticks_run, task.chunk)
 
 
 class ConsolidateUniverse(TicksTask):
