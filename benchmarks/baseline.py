@@ -7,7 +7,7 @@ same way (sorted), run ``pipeline.engine.batches.process_file`` on every file in
 ``multiprocessing.Pool`` (results in file order), concatenate the rows in memory, assign
 train/val/test with the same group hash, and write the same final arrays to disk
 (``X_<split>.npy``, ``groups_<split>.npy``, ``labels_<split>.npz``, ``masks_<split>.npz``).
-What it does not do (the pipeline's extra work): per-file and per-batch outputs for
+What it does not do (the pipeline's extra work): batch files (a frame per input file) for
 resuming, fingerprints, atomic renames, checksums, failure statistics, bounded memory
 (it holds the whole dataset in memory twice), progress reporting.
 """

@@ -102,7 +102,7 @@ def bench(files: int, work: Path, workers: int, files_per_batch: int, end_to_end
     stats = json.loads((run_dir / "out" / "final" / "stats.json").read_text())
     result["rows"] = stats["rows"]["total"]
     result["columns"] = len(json.loads((run_dir / "out" / "final" / "feature_cols.json").read_text()))
-    result["batches"] = len(list((run_dir / "out" / "intermediate").glob("batch_*.npz")))
+    result["batches"] = len(list((run_dir / "out" / "intermediate").glob("batch_*.frames")))
     result["staged_seconds"] = round(sum(s["seconds"] for s in result["stages"].values()), 1)
     if end_to_end:
         shutil.rmtree(run_dir / "out")
