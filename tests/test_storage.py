@@ -18,8 +18,10 @@ from conftest import ROOT
 from pipeline.engine.storage import (
     TEMP_MARK,
     ArrayWriter,
+    ChecksumWriter,
     NpzWriter,
     atomic_open,
+    file_checksum,
     iter_npz_member,
     iter_rows,
     remove_stale_temps,
@@ -42,6 +44,17 @@ def test_streamed_npy_equals_numpy_save(tmp_path):
     assert np.array_equal(np.load(tmp_path / "a.npy", mmap_mode="r"), data)
     chunks = list(iter_rows(io.BytesIO((tmp_path / "a.npy").read_bytes()), 2))
     assert [len(c) for c in chunks] == [2, 2, 2, 1]
+
+
+def test_the_checksum_taken_while_writing_is_the_files(tmp_path):
+    data = np.random.default_rng(1).random((1000, 7))
+    with atomic_open(tmp_path / "a.npy") as handle:
+        counted = ChecksumWriter(handle)
+        writer = ArrayWriter(counted, data.dtype, (7,), 1000)
+        for chunk in np.array_split(data, 4):
+            writer.append(chunk)
+        writer.close()
+    assert counted.checksum == file_checksum(tmp_path / "a.npy")
 
 
 def test_a_wrong_row_count_never_reaches_the_final_name(tmp_path):

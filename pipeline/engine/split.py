@@ -27,6 +27,7 @@ from pipeline.engine.records import current_record, output_entry, read_record, r
 from pipeline.engine.splitting import RunningMoments, assign_splits, split_key
 from pipeline.engine.storage import (
     ArrayWriter,
+    ChecksumWriter,
     NpzWriter,
     atomic_open,
     iter_npy,
@@ -147,14 +148,19 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
     outputs = [("X", ".npy", ["X"]), ("groups", ".npy", ["group"])]
     outputs += [("labels", ".npz", labels)] if labels else []
     outputs += [("masks", ".npz", masks)] if masks else []
+    checksums = {}  # of the .npy files, taken as they are written (zip archives seek back: read again)
     for step, (stem, suffix, members) in enumerate(outputs, start=1):
         paths = [layout.final / f"{stem}_{split}{suffix}" for split in SPLITS]
         with contextlib.ExitStack() as stack:
             handles = [stack.enter_context(atomic_open(path)) for path in paths]
+            if suffix == ".npy":
+                handles = [ChecksumWriter(handle) for handle in handles]
             archives = [stack.enter_context(NpzWriter(h)) for h in handles] if suffix == ".npz" else None
             for name in members:
                 _route(plan, manifest, name, sizes[name], counts, handles, archives,
                        transform if name == "X" else None)
+            if suffix == ".npy":
+                checksums.update({path: handle.checksum for path, handle in zip(paths, handles, strict=True)})
         written += [path.name for path in paths]
         if progress:
             progress(step, len(outputs))
@@ -188,7 +194,7 @@ def split_dataset(plan: Plan, chunk_bytes: int, progress: Callable[[int, int], N
     if earlier:  # outputs of an earlier run with other settings or metadata, and nothing else
         keep = {str(path.relative_to(layout.root)) for path in [*paths, layout.final_manifest]}
         remove_outputs(layout.root, [name for name in earlier.outputs if name not in keep])
-    outputs = {str(path.relative_to(layout.root)): output_entry(path) for path in paths}
+    outputs = {str(path.relative_to(layout.root)): output_entry(path, checksums.get(path)) for path in paths}
     write_json(layout.final_manifest, {"fingerprint": plan.split_fingerprint, "files": {
         Path(name).name: {"size": o.size, "checksum": o.checksum} for name, o in outputs.items()}})
     outputs[str(layout.final_manifest.relative_to(layout.root))] = output_entry(layout.final_manifest)

@@ -133,6 +133,22 @@ def file_checksum(path: Path) -> str:
     return f"crc32:{crc:08x}"
 
 
+class ChecksumWriter:
+    """A file written front to back, keeping the CRC-32 of its bytes (as :func:`file_checksum` gives) on the way,
+    so that a large output need not be read again for its record."""
+
+    def __init__(self, handle: IO[bytes]):
+        self.handle, self.crc = handle, 0
+
+    def write(self, data) -> int:
+        self.crc = zlib.crc32(data, self.crc)
+        return self.handle.write(data)
+
+    @property
+    def checksum(self) -> str:
+        return f"crc32:{self.crc:08x}"
+
+
 class ArrayWriter:
     """Streams rows of one array into an open binary file as .npy (header first)."""
 
