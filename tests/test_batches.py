@@ -12,6 +12,7 @@ from pipeline.engine import frames
 from pipeline.engine.batches import build_batch, process_file
 from pipeline.engine.discovery import discover
 from pipeline.engine.plan import make_plan
+from pipeline.engine.status import dataset_status, status_report
 from pipeline.recipe import load_recipe
 from pipeline.synthetic.hex import write_corpus
 
@@ -63,6 +64,7 @@ def test_a_torn_batch_resumes_after_its_last_whole_frame_byte_identical(tmp_path
     frames.partial_path(path).write_bytes(clean[:cut])
     path.unlink()
     plan.layout.batch_record(0).unlink()
+    assert "batch 0 is partly written: 3 files kept" in status_report(dataset_status(plan))
     record = build_batch(plan, plan.batches[0])
     assert record["files_reused"] == 3, "the three whole frames are kept, the torn one redone"
     assert path.read_bytes() == clean

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
+from pathlib import Path
 from typing import Any
 
+from pipeline.engine import frames
 from pipeline.engine.batches import batch_is_complete, verify_batch
 from pipeline.engine.merge import MERGE
 from pipeline.engine.plan import Plan
@@ -43,6 +45,15 @@ def _stage_state(plan: Plan, stage: str, fingerprint: str, verify: bool) -> tupl
     return ("damaged" if problems else "up to date"), problems
 
 
+def _frames_kept(path: Path) -> int:
+    """Whole frames of a batch file being written (what an interrupted batch keeps)."""
+    try:
+        with open(frames.partial_path(path), "rb") as handle:
+            return len(frames.scan(handle)[0])
+    except OSError:
+        return 0
+
+
 def dataset_status(plan: Plan, verify: bool = False) -> dict[str, Any]:
     """State of each stage: per batch, merged and final (``up to date`` / ``stale`` / ``missing``).
 
@@ -56,6 +67,8 @@ def dataset_status(plan: Plan, verify: bool = False) -> dict[str, Any]:
         problem = verify_batch(plan, batch) if verify and state == "up to date" else None
         batches[batch.index] = "damaged" if problem else state
         damage += [problem] if problem else []
+    partial = {batch.index: _frames_kept(plan.layout.batch(batch.index)) for batch in plan.batches
+               if batches[batch.index] != "up to date" and frames.partial_path(plan.layout.batch(batch.index)).exists()}
     present = {path.name for path in layout.intermediate.glob("batch_*.json")}
     orphans = len(present - {layout.batch_record(b.index).name for b in plan.batches})
     stages = {}
@@ -69,6 +82,7 @@ def dataset_status(plan: Plan, verify: bool = False) -> dict[str, Any]:
         "batches": dict(collections.Counter(batches.values())),
         "batch_states": batches,
         "orphan_batches": orphans,
+        "partial_batches": partial,
         **stages,
         "verified": verify,
         "damage": damage,
@@ -85,6 +99,8 @@ def status_report(status: dict[str, Any]) -> str:
                                           if todo else ""),
         *(f"{stage}: {status[stage]}" for stage in ("merged", "final") if stage in status),
     ]
+    for index, kept in status.get("partial_batches", {}).items():
+        lines.append(f"batch {index} is partly written: {kept} files kept, the next run goes on from there")
     if status["orphan_batches"]:
         lines.append(f"{status['orphan_batches']} batch files belong to no current batch (left by an earlier layout)")
     lines += [f"damaged: {problem}" for problem in status.get("damage", [])]
