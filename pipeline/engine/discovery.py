@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import re
 import stat
@@ -95,8 +96,21 @@ def discover(input_dir: Path, pattern: str) -> list[InputFile]:
     link, a link to a folder) and every folder that could hold matches but cannot be
     listed (as ``<folder>/``) is listed with its ``problem``, so that it is recorded as a
     failure instead of vanishing, hanging the run or filling memory; nothing is opened.
-    One loop over ``os.scandir`` entries, as this runs on every start of the pipeline.
+    One loop over ``os.scandir`` entries, as this runs on every start of the pipeline, with
+    the garbage collector paused: it would otherwise scan the growing list of files again and
+    again (100k files: 0.1 s of 0.6 s), and nothing made here holds a cycle.
     """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _walk(input_dir, pattern)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _walk(input_dir: Path, pattern: str) -> list[InputFile]:
+    """:func:`discover`'s walk."""
     match, may_hold = glob_regex(pattern).match, folder_filter(pattern)
     found = []
     folders = [(str(input_dir), "")]
