@@ -209,12 +209,11 @@ def _plots(layout: Layout, facts: dict[str, Any], drawn: dict[str, str]) -> tupl
         from matplotlib.figure import Figure  # not pyplot: no GUI state, and 0.3 s less to import
 
         def subplots(*grid: int, figsize: tuple[float, float]):
-            figure = Figure(figsize=figsize)
+            figure = Figure(figsize=figsize, layout="constrained")  # laid out as it is drawn, once
             return figure, figure.subplots(*grid)
 
         for name, shown, draw in wanted:
             figure = draw(subplots, shown)
-            figure.tight_layout()
             with atomic_path(layout.report / name) as temp:
                 figure.savefig(temp, format="png", dpi=90)
     return {title: name for name, title, *_ in listed}, digests
