@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -9,19 +10,22 @@ import pytest
 from conftest import hex_recipe
 
 from pipeline.engine import frames
-from pipeline.engine.batches import build_batch, process_file
+from pipeline.engine.batches import batches_as_merged, build_batch, process_file
 from pipeline.engine.discovery import discover
+from pipeline.engine.merge import MERGE, merge_batches
 from pipeline.engine.plan import make_plan
+from pipeline.engine.records import read_record
 from pipeline.engine.status import dataset_status, status_report
 from pipeline.recipe import load_recipe
 from pipeline.synthetic.hex import write_corpus
 
 
-def plan_of(tmp_path, name: str = "hex", files: int = 6, compression: str = "zstd", size: int = 5):
+def plan_of(tmp_path, name: str = "hex", files: int = 6, compression: str = "zstd", size: int = 5,
+            batch_files: int | None = None):
     if not (tmp_path / "in").exists():
         write_corpus(tmp_path / "in", files=files, games=3, size=size, seed=2)
     recipe = load_recipe(hex_recipe(tmp_path, tmp_path / "in", name=name, process={"board_size": size},
-                                    batch={"files_per_batch": files, "compression": compression}))
+                                    batch={"files_per_batch": batch_files or files, "compression": compression}))
     return make_plan(recipe, discover(recipe.input_dir, recipe.pattern))
 
 
@@ -94,3 +98,19 @@ def test_an_incomplete_batch_file_has_no_index(tmp_path):
     path.write_bytes(path.read_bytes()[:-1])
     with pytest.raises(ValueError, match="no index"):
         frames.read_index(path)
+
+
+def test_the_merge_tells_unchanged_batches_by_their_records_and_a_rebuilt_one_by_its_checksum(tmp_path):
+    plan = plan_of(tmp_path, batch_files=2)
+    for batch in plan.batches:
+        build_batch(plan, batch)
+    merge_batches(plan)
+    facts = read_record(plan.layout.root, MERGE)
+    assert batches_as_merged(plan, facts.facts)
+    plan.layout.batch(0).unlink()
+    build_batch(plan, plan.batches[0])  # the same rows again: a new record, the same checksum
+    assert batches_as_merged(plan, facts.facts)
+    record = json.loads(plan.layout.batch_record(0).read_text())
+    record["outputs"]["batch_0000.frames"]["checksum"] = "crc32:00000000"
+    plan.layout.batch_record(0).write_text(json.dumps(record))
+    assert not batches_as_merged(plan, facts.facts), "a batch that is not the one merged makes the merge stale"

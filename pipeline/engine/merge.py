@@ -11,7 +11,7 @@ the merge read, so a batch rebuilt since makes the merge stale.
 
 from __future__ import annotations
 
-from pipeline.engine.batches import batch_checksums, batch_records, summarise
+from pipeline.engine.batches import batch_records, batches_as_merged, record_identities, summarise
 from pipeline.engine.explain import no_rows_message
 from pipeline.engine.plan import Plan
 from pipeline.engine.records import current_record, write_record
@@ -41,7 +41,8 @@ def merge_batches(plan: Plan) -> dict:
                 **summarise(plan, records)}
     write_json(layout.merged_manifest, manifest)
     write_record(layout.root, MERGE, plan.merge_fingerprint, [layout.merged_manifest],
-                 {"batches": [record["checksum"] for record in records]})
+                 {"batches": [record["checksum"] for record in records],
+                  "records": record_identities(plan, records)})
     return manifest
 
 
@@ -52,7 +53,7 @@ MERGE = "merge"
 def merge_is_complete(plan: Plan) -> bool:
     """The merge record matches the plan, merged the batches as they are now, and its files are intact.
 
-    Cheap: one JSON read per batch. A batch rebuilt since (a file tried again) makes it stale.
+    Cheap: one ``stat`` per batch record. A batch rebuilt since (a file tried again) makes it stale.
     """
     record = current_record(plan.layout.root, MERGE, plan.merge_fingerprint)
-    return record is not None and record.facts.get("batches") == batch_checksums(plan)
+    return record is not None and batches_as_merged(plan, record.facts)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.engine import frames
-from pipeline.engine.batches import batch_checksums, batch_facts, split_statistics, verify_batch
+from pipeline.engine.batches import batch_facts, batches_as_merged, split_statistics, verify_batch
 from pipeline.engine.explain import check_splits
 from pipeline.engine.layout import SPLITS
 from pipeline.engine.merge import MERGE
@@ -257,4 +257,4 @@ def split_is_complete(plan: Plan) -> bool:
         return True
     manifest = merge.outputs.get(str(plan.layout.merged_manifest.relative_to(root)))
     return (manifest is not None and manifest.checksum == record.facts.get("merge")
-            and merge.facts.get("batches") == batch_checksums(plan))
+            and batches_as_merged(plan, merge.facts))
