@@ -5,8 +5,9 @@ most files share, see ``batches.choose_layout``), the kind's metadata, each batc
 rows and its row count in row order, each file's rows (``file_rows``, for row
 provenance) and the run's file and record counts with every failure. The split streams
 rows from the batch files straight into ``final/``. The stage record
-``records/merge.json``, written last, lists the manifest and the checksum of every batch
-the merge read, so a batch rebuilt since makes the merge stale.
+``records/merge.json``, written last, lists the manifest, the checksum of every batch the
+merge read and the size and mtime of each batch record, so a batch rebuilt since makes the
+merge stale (told by a ``stat`` of each record; their checksums compared when one changed).
 """
 
 from __future__ import annotations
