@@ -352,13 +352,15 @@ def test_resume_after_kill_recomputes_only_missing_results(tmp_path):
     synthetic(tmp_path, days=12, rows=30_000)
     path = recipe(tmp_path, "*.parquet", intervals=[1, 5, 15], lookbacks=[3, 10], chunk_size="daily")
     results = tmp_path / "out" / "results"
+    records = tmp_path / "out" / "records" / "ticks" / "results"
     process = luigi(path, "--workers", "2", start_new_session=True)
     deadline = time.time() + 90
-    while len(list(results.rglob("chunk_*.parquet"))) < 8 and time.time() < deadline and process.poll() is None:
+    # Wait for 8 recorded results: a result is renamed into place before its record is written, so with two
+    # workers up to two results may stand without their records at the kill (and are computed again).
+    while len(list(records.rglob("chunk_*.json"))) < 8 and time.time() < deadline and process.poll() is None:
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.communicate()
-    records = tmp_path / "out" / "records" / "ticks" / "results"
     before = {p: p.stat().st_mtime_ns for p in results.rglob("chunk_*.parquet")  # finished: recorded
               if (records / p.parent.name / f"{p.stem}.json").exists()}
     metadata = read_json(tmp_path / "out" / "chunks" / "metadata.json")
