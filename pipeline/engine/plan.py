@@ -18,10 +18,11 @@ from pipeline.engine.records import code_digest
 from pipeline.engine.storage import digest, digest_text
 from pipeline.recipe import Recipe
 
-PROCESS_CODE = ("pipeline.engine.batches", "pipeline.engine.failures", "pipeline.kinds.base", "pipeline.kinds.text")
+PROCESS_CODE = ("pipeline.engine.batches", "pipeline.engine.batch_file", "pipeline.engine.frames",
+                "pipeline.engine.failures", "pipeline.kinds.base", "pipeline.kinds.text")
 MERGE_CODE = ("pipeline.engine.merge", "pipeline.engine.storage")
 SPLIT_CODE = ("pipeline.engine.split", "pipeline.engine.splitting", "pipeline.engine.provenance",
-              "pipeline.engine.storage")
+              "pipeline.engine.frames", "pipeline.engine.storage")
 """Engine modules whose code each stage's fingerprint includes."""
 BATCH_FORMAT = 3
 """Version of the batch file and record; a batch of another version is rebuilt (3: frames, no per-file outputs)."""
