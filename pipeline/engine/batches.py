@@ -342,27 +342,29 @@ def batch_checksums(plan: Plan) -> list[str | None]:
     return [None if retry_pending(record) else record.get("checksum") for record in records]
 
 
-def record_identities(plan: Plan, records: list[dict[str, Any]]) -> list[list[int]]:
-    """Size and mtime (ns) of every batch record as it is now, for those without files to try again
-    (``[]`` for the others): what the merge saw, to tell later that no batch changed without reading them."""
-    identities = []
-    for batch, record in zip(plan.batches, records, strict=True):
+def _record_identity(plan: Plan, batch: Batch) -> list[int] | None:
+    """Size and mtime (ns) of a batch's record file, or None when it is missing."""
+    try:
         stat = plan.layout.batch_record(batch.index).stat()
-        identities.append([] if record.get("retry") else [stat.st_size, stat.st_mtime_ns])
-    return identities
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def record_identities(plan: Plan, records: list[dict[str, Any]]) -> list[list[int]]:
+    """:func:`_record_identity` of every batch as the merge reads it (``[]`` for one with files to try again):
+    what the merge saw, to tell later that no batch changed without reading the records."""
+    return [[] if record.get("retry") else _record_identity(plan, batch)
+            for batch, record in zip(plan.batches, records, strict=True)]
 
 
 def batches_as_merged(plan: Plan, merge_facts: dict[str, Any]) -> bool:
     """Whether the batches are those the merge read: each record unchanged since (one ``stat`` each),
     else their checksums compared (reading every record)."""
     seen = merge_facts.get("records") or []
-    if len(seen) == len(plan.batches) and all(seen):
-        try:
-            if all([(stat := plan.layout.batch_record(batch.index).stat()).st_size, stat.st_mtime_ns] == identity
-                   for batch, identity in zip(plan.batches, seen, strict=True)):
-                return True
-        except OSError:
-            return False
+    if len(seen) == len(plan.batches) and all(seen) and \
+            all(_record_identity(plan, batch) == identity for batch, identity in zip(plan.batches, seen, strict=True)):
+        return True
     return merge_facts.get("batches") == batch_checksums(plan)
 
 

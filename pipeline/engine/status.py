@@ -45,13 +45,13 @@ def _stage_state(plan: Plan, stage: str, fingerprint: str, verify: bool) -> tupl
     return ("damaged" if problems else "up to date"), problems
 
 
-def _frames_kept(path: Path) -> int:
-    """Whole frames of a batch file being written (what an interrupted batch keeps)."""
+def _frames_kept(path: Path) -> int | None:
+    """Whole frames of batch file ``path`` while it is being written (what an interrupted batch keeps), or None."""
     try:
         with open(frames.partial_path(path), "rb") as handle:
             return len(frames.scan(handle)[0])
     except OSError:
-        return 0
+        return None
 
 
 def dataset_status(plan: Plan, verify: bool = False) -> dict[str, Any]:
@@ -67,8 +67,8 @@ def dataset_status(plan: Plan, verify: bool = False) -> dict[str, Any]:
         problem = verify_batch(plan, batch) if verify and state == "up to date" else None
         batches[batch.index] = "damaged" if problem else state
         damage += [problem] if problem else []
-    partial = {batch.index: _frames_kept(plan.layout.batch(batch.index)) for batch in plan.batches
-               if batches[batch.index] != "up to date" and frames.partial_path(plan.layout.batch(batch.index)).exists()}
+    partial = {batch.index: kept for batch in plan.batches if batches[batch.index] != "up to date"
+               and (kept := _frames_kept(layout.batch(batch.index))) is not None}
     present = {path.name for path in layout.intermediate.glob("batch_*.json")}
     orphans = len(present - {layout.batch_record(b.index).name for b in plan.batches})
     stages = {}
