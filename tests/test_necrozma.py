@@ -18,6 +18,7 @@ from conftest import SHARED_DATA, luigi_env
 from pipeline.analyses import necrozma
 from pipeline.engine.storage import read_json
 from pipeline.flows import ticks as flow
+from pipeline.flows import ticks_consolidate as consolidation
 from pipeline.recipe import RecipeError, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def build(path: Path) -> flow.TicksRun:
     for universe in universes:
         for chunk in chunks:
             flow.build_result(run, metadata, universe, chunk, rechunk)
-    flow.consolidate_all(run, metadata, universes, chunks, time.time(), rechunk)
+    consolidation.consolidate_all(run, metadata, universes, chunks, time.time(), rechunk)
     return run
 
 

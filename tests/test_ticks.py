@@ -23,6 +23,7 @@ from pipeline.engine.failures import InputError
 from pipeline.engine.series import SelectionError, parse_selection, resolve_selection
 from pipeline.engine.storage import read_json
 from pipeline.flows import ticks as flow
+from pipeline.flows import ticks_consolidate as consolidation
 from pipeline.kinds.ticks import CLASS_NAMES, read_csv_blocks
 from pipeline.recipe import RecipeError, load_recipe
 from pipeline.synthetic.ticks import write_ticks
@@ -82,8 +83,8 @@ def build_in_process(recipe_path: Path, row_group_rows: int = 1000) -> tuple[flo
     for universe in universes:
         for chunk in chunks:
             flow.write_result(run, universe, chunk, flow.analyse_chunk(run, metadata, chunk, universe), time.time())
-        flow.consolidate_universe(run, metadata, universe, chunks)
-    flow.consolidate_all(run, metadata, universes, chunks, time.time())
+        consolidation.consolidate_universe(run, metadata, universe, chunks)
+    consolidation.consolidate_all(run, metadata, universes, chunks, time.time())
     return run, metadata
 
 

@@ -85,6 +85,12 @@ class TicksTask(DatasetTask):
         return _flow()
 
     @property
+    def consolidation(self) -> ModuleType:
+        """The flow's consolidation (``pipeline/flows/ticks_consolidate.py``), imported with the flow."""
+        _flow()
+        return importlib.import_module("pipeline.flows.ticks_consolidate")
+
+    @property
     def ticks_run(self) -> TicksRun:
         return _flow().run_for(load_recipe(self.recipe))
 
@@ -172,13 +178,13 @@ class ConsolidateUniverse(TicksTask):
         if not self.flow.chunks_complete(run):
             return False
         universes, chunks, count = self._chosen()
-        return self.flow.final_complete(run, self.universe, universes, chunks, count)
+        return self.consolidation.final_complete(run, self.universe, universes, chunks, count)
 
     def run(self):
         universes, chunks, _ = self._chosen()
         yield [AnalyseChunk(recipe=self.recipe, chunk=c, universe=self.universe) for c in chunks]
         run = self.ticks_run  # dynamic: the chunk count is known once ChunkTicks has run
-        self.flow.consolidate_universe(run, self.flow.chunk_metadata(run), self.universe, chunks, universes,
+        self.consolidation.consolidate_universe(run, self.flow.chunk_metadata(run), self.universe, chunks, universes,
                                        _rechunk(run))
 
 
@@ -221,7 +227,7 @@ class BuildTicks(TicksTask):
             return False
         chunks = self._chunks()
         count = len(self.flow.chunk_metadata(run)["chunks"])
-        return self.flow.final_complete(run, None, self._universes(), chunks, count)
+        return self.consolidation.final_complete(run, None, self._universes(), chunks, count)
 
     def run(self) -> None:
         run, started = self.ticks_run, time.time()
@@ -233,4 +239,4 @@ class BuildTicks(TicksTask):
             logger.info("BuildTicks: a selection of universes %s and chunks %s: writing %s (the full build in %s is "
                         "not touched)", self.universes or "all", self.chunks or "all", run.final_folder(key),
                         run.layout.final)
-        self.flow.consolidate_all(run, metadata, universes, chunks, started, _rechunk(run))
+        self.consolidation.consolidate_all(run, metadata, universes, chunks, started, _rechunk(run))
