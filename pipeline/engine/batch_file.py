@@ -87,12 +87,12 @@ class BatchFile:
 
     def append(self, meta: dict, arrays: dict, codec: str) -> frames.Frame:
         """Append one file's frame (readable by the next run once written, whatever happens after)."""
-        data, stored = frames.encode(meta, arrays, codec)
+        parts, stored = frames.encode(meta, arrays, codec)
         self.handle.seek(self.end)
-        self.handle.write(data)
+        self.handle.writelines(parts)
         self.handle.flush()
-        frame = frames.Frame(self.end, len(data), stored)
-        self.end += len(data)
+        frame = frames.Frame(self.end, sum(len(part) for part in parts), stored)
+        self.end += frame.size
         return frame
 
     def finish(self, spec: dict, entries: list[dict]) -> Path:

@@ -82,23 +82,29 @@ def prepare(codec: str) -> None:
         _zstd()
 
 
-def encode(meta: dict[str, Any], arrays: dict[str, np.ndarray], codec: str) -> tuple[bytes, dict[str, Any]]:
-    """One frame, and its meta as stored: ``meta`` plus ``arrays`` (C-order, each compressed by ``codec``
-    unless it is under :data:`SMALL` bytes)."""
+def encode(meta: dict[str, Any], arrays: dict[str, np.ndarray], codec: str) -> tuple[list, dict[str, Any]]:
+    """One frame as the parts to write in order (header, meta, one segment per array), and its meta as stored:
+    ``meta`` plus ``arrays`` (C-order, each compressed by ``codec`` unless it is under :data:`SMALL` bytes).
+
+    An uncompressed segment is the array's own memory (no copy); write the parts before changing the arrays.
+    """
     segments, layout, offset = [], {}, 0
     for name in sorted(arrays):
-        array = np.ascontiguousarray(arrays[name])
-        raw = array.reshape(-1).view(np.uint8).tobytes() if array.size else b""
-        used = codec if len(raw) >= SMALL else "none"
-        data = compress(raw, used)
+        array = arrays[name]
+        raw = memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+        used = codec if raw.nbytes >= SMALL else "none"
+        data = raw if used == "none" else compress(raw, used)
         layout[name] = [offset, len(data), array.dtype.str, list(array.shape[1:]), used]
         segments.append(data)
         offset += len(data)
     stored = {**meta, "arrays": layout}
     text = json.dumps(stored, sort_keys=True, separators=(",", ":")).encode()
-    payload = b"".join(segments)
-    header = HEADER.pack(MAGIC, len(text), len(payload), zlib.crc32(payload, zlib.crc32(text)))
-    return header + text + payload, json.loads(text)
+    crc = zlib.crc32(text)
+    for data in segments:
+        crc = zlib.crc32(data, crc)
+    if meta.get("metadata"):  # as the next run reads it back (a kind's tuples become lists)
+        stored["metadata"] = json.loads(json.dumps(meta["metadata"]))
+    return [HEADER.pack(MAGIC, len(text), offset, crc), text, *segments], stored
 
 
 def scan(handle: IO[bytes]) -> tuple[list[Frame], int]:
@@ -142,8 +148,8 @@ def index_frame(spec: dict[str, Any], entries: list[dict[str, Any]]) -> bytes:
     ``segments``), in row order, as columns: ``files``, ``rows`` and, per array, ``segments``: the files'
     absolute offsets, lengths and codecs (compact to parse: the split reads each index once per array)."""
     segments = {name: [[entry["segments"][name][part] for entry in entries] for part in range(3)] for name in spec}
-    return encode({"index": True, "spec": spec, "files": [entry["file"] for entry in entries],
-                   "rows": [entry["rows"] for entry in entries], "segments": segments}, {}, "none")[0]
+    return b"".join(encode({"index": True, "spec": spec, "files": [entry["file"] for entry in entries],
+                            "rows": [entry["rows"] for entry in entries], "segments": segments}, {}, "none")[0])
 
 
 def segments(frame: Frame) -> dict[str, list]:
