@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ from pipeline.engine.resources import (
 from pipeline.synthetic.hex import write_corpus
 
 PNG = b"\x89PNG\r\n\x1a\n"
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 # --- workers ---------------------------------------------------------------------------------------------
@@ -281,7 +283,7 @@ def test_cron_run_exits_non_zero_when_a_task_fails(tmp_path):
 
 # --- report -------------------------------------------------------------------------------------------------
 
-def test_demo_run_writes_the_report_with_plots(tmp_path, monkeypatch):
+def test_demo_run_writes_the_report_with_plots(tmp_path):
     recipe = write_recipe(tmp_path, HEX)
     run = pipeline(["BuildDataset", "--recipe", str(recipe), "--local-scheduler"], environment(tmp_path), tmp_path)
     out, err = run.communicate(timeout=120)
@@ -291,15 +293,18 @@ def test_demo_run_writes_the_report_with_plots(tmp_path, monkeypatch):
     stats = json.loads((tmp_path / "out" / "final" / "stats.json").read_text())
     with np.load(tmp_path / "out" / "final" / "labels_train.npz") as labels:
         heads = sorted(labels.files)
-    plots = ["batches.png", "failures.png", "splits.png", "memory.png", *(f"label_{h}.png" for h in heads)]
+    plots = ["batches.svg", "failures.svg", "splits.svg", "memory.svg", *(f"label_{h}.svg" for h in heads)]
     for name in plots:
-        data = (report / name).read_bytes()
-        assert data.startswith(PNG) and len(data) > 5000, name
+        assert ElementTree.parse(report / name).getroot().tag == f"{SVG}svg", name
     text = (report / "report.md").read_text()
     for name in plots:
         assert f"]({name})" in text
     for split in ("train", "val", "test"):
         assert f"| rows in {split} | {stats['rows'][split]} |" in text
+    rects = ElementTree.parse(report / "splits.svg").getroot().findall(f"{SVG}rect")
+    heights = [float(r.get("height")) for r in rects if r.get("fill") not in ("white", "none")]
+    counts = [stats["rows"][s] for s in ("train", "val", "test")]
+    assert np.allclose(np.array(heights) / heights[0], np.array(counts) / counts[0], atol=0.01)  # drawn to scale
     facts = json.loads((report / "report.json").read_text())
     assert [b["batch"] for b in facts["batches"]] == [0, 1]
     assert all(b["seconds"] > 0 and b["records"] > 0 for b in facts["batches"])
@@ -307,10 +312,12 @@ def test_demo_run_writes_the_report_with_plots(tmp_path, monkeypatch):
     value = facts["labels"]["value"]
     assert value["classes"] == [0.0, 1.0]
     assert [sum(c) for c in value["counts"]] == [stats["rows"][s] for s in ("train", "val", "test")]
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # without the report extra: tables only
-    for name in plots:
-        (report / name).unlink()
+
+    # plots an earlier report listed and this one does not (an earlier version's PNGs) go; a user's file stays
+    (report / "splits.png").write_bytes(PNG)
+    (report / "mine.png").write_bytes(PNG)
+    facts["plot_digests"]["splits.png"] = "of an earlier version"
+    (report / "report.json").write_text(json.dumps(facts))
     write_report(Layout(tmp_path / "out"), "ops")
-    text = (report / "report.md").read_text()
-    assert "Plots skipped: matplotlib is not installed" in text and "| rows in train |" in text
-    assert not list(report.glob("*.png"))
+    assert not (report / "splits.png").exists() and (report / "mine.png").read_bytes() == PNG
+    assert sorted(p.name for p in report.glob("*.svg")) == sorted(plots)

@@ -1,10 +1,10 @@
-"""The run report: ``report/report.md`` with PNG plots of timing, throughput, failures, splits, labels, memory.
+"""The run report: ``report/report.md`` with SVG plots of timing, throughput, failures, splits, labels, memory.
 
 Facts come from files the run leaves: batch records (``intermediate/batch_NNNN.json``), run
 records (``monitor/``), ``final/stats.json`` and the final label archives, read in chunks.
-Plots need matplotlib (the ``report`` extra); without it the report says so and keeps its
-tables. ``report/report.json`` holds the facts and is written last: it marks the report
-complete for the final outputs it describes, and a plot is redrawn only when its facts change.
+The plots are drawn by :mod:`pipeline.engine.charts` (no plotting library).
+``report/report.json`` holds the facts and is written last: it marks the report complete for
+the final outputs it describes, and a plot is redrawn only when its facts change.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.engine.charts import COLORS, Panel, render
 from pipeline.engine.layout import SPLITS, Layout
 from pipeline.engine.progress import read_records
 from pipeline.engine.records import code_digest
 from pipeline.engine.storage import (
     atomic_open,
-    atomic_path,
     digest,
     iter_npz_member,
     npz_members,
@@ -114,108 +114,89 @@ def label_facts(layout: Layout, chunk_rows: int = 1 << 20) -> dict[str, dict[str
             for name, (shape, _) in sorted(npz_members(paths[0]).items()) if len(shape) == 1}
 
 
-def _draw_batches(subplots, timed: list[dict[str, Any]]):
-    figure, (left, right) = subplots(1, 2, figsize=(11, 3.8))
-    left.bar([b["batch"] for b in timed], [b["seconds"] for b in timed], color="tab:blue")
-    left.set(xlabel="batch", ylabel="seconds", title="Duration per batch")
-    left.xaxis.get_major_locator().set_params(integer=True)
+def _draw_batches(timed: list[dict[str, Any]]) -> str:
+    durations = Panel("Duration per batch", xlabel="batch", ylabel="seconds", integer_x=True)
+    durations.bars([b["batch"] for b in timed], [b["seconds"] for b in timed])
     start = min(b["started"] for b in timed)
     ordered = sorted(timed, key=lambda b: b["finished"])
-    right.plot([b["finished"] - start for b in ordered],
-               [b["records"] / max(b["seconds"], 1e-9) for b in ordered], "o-", color="tab:green")
-    right.set(xlabel="seconds since the first batch started", ylabel="records / s", title="Throughput over time")
-    return figure
+    throughput = Panel("Throughput over time", xlabel="seconds since the first batch started", ylabel="records / s")
+    throughput.line([b["finished"] - start for b in ordered],
+                    [b["records"] / max(b["seconds"], 1e-9) for b in ordered], color=COLORS[2])
+    return render([durations, throughput], 990, 340)
 
 
-def _draw_failures(subplots, reasons: dict[str, int]):
-    figure, axes = subplots(figsize=(7, 3.2))
+def _draw_failures(reasons: dict[str, int]) -> str:
+    panel = Panel("Failures by reason", xlabel="failures", message="" if reasons else "no failures")
     if reasons:
-        axes.barh(list(reasons), list(reasons.values()), color="tab:red")
-    else:
-        axes.text(0.5, 0.5, "no failures", ha="center", va="center", transform=axes.transAxes)
-    axes.set(xlabel="failures", title="Failures by reason")
-    return figure
+        panel.hbars(list(reasons), list(reasons.values()), color=COLORS[3])
+    return render([panel], 630, max(290, 80 + 22 * len(reasons)))
 
 
-def _draw_splits(subplots, rows: dict[str, int]):
-    figure, axes = subplots(figsize=(6, 3.2))
-    axes.bar(list(SPLITS), [rows.get(s, 0) for s in SPLITS], color=["tab:blue", "tab:orange", "tab:green"])
-    axes.set(ylabel="rows", title="Split sizes")
-    return figure
+def _draw_splits(rows: dict[str, int]) -> str:
+    panel = Panel("Split sizes", ylabel="rows")
+    panel.bars(range(len(SPLITS)), [rows.get(s, 0) for s in SPLITS], color=COLORS[:len(SPLITS)])
+    panel.xticks = list(enumerate(SPLITS))
+    return render([panel], 540, 290)
 
 
-def _draw_label(subplots, label: tuple[str, dict[str, Any]]):
+def _draw_label(label: tuple[str, dict[str, Any]]) -> str:
     name, dist = label
-    figure, axes = subplots(figsize=(8, 3.2))
+    panel = Panel(f"Label '{name}' by split", ylabel="fraction of rows")
     few = "classes" in dist and len(dist["classes"]) <= 16
-    for offset, (split, counts) in enumerate(zip(SPLITS, dist["counts"], strict=True)):
-        share = np.array(counts) / max(sum(counts), 1)
+    for offset, (split, counts, color) in enumerate(zip(SPLITS, dist["counts"], COLORS, strict=False)):
+        share = (np.array(counts) / max(sum(counts), 1)).tolist()
         if few:
-            axes.bar(np.arange(len(counts)) + (offset - 1) * 0.27, share, width=0.27, label=split)
+            panel.bars([i + (offset - 1) * 0.27 for i in range(len(counts))], share, width=0.27, color=color,
+                       label=split)
         elif "classes" in dist:
-            axes.plot(dist["classes"], share, ".-", label=split)
+            panel.line(dist["classes"], share, color=color, label=split)
         else:
-            axes.stairs(share, dist["edges"], label=split)
+            panel.stairs(share, dist["edges"], color=color, label=split)
     if few:
-        axes.set_xticks(range(len(dist["classes"])), [f"{c:g}" for c in dist["classes"]])
-    axes.set(ylabel="fraction of rows", title=f"Label '{name}' by split")
-    axes.legend()
-    return figure
+        panel.xticks = [(i, f"{c:g}") for i, c in enumerate(dist["classes"])]
+    return render([panel], 720, 290)
 
 
-def _draw_memory(subplots, peaks: list[tuple[str, float]]):
-    figure, axes = subplots(figsize=(7, 3.2))
-    axes.barh([stage for stage, _ in peaks], [peak for _, peak in peaks], color="tab:purple")
-    axes.set(xlabel="peak RSS of one task, MiB", title="Peak memory per stage")
-    return figure
+def _draw_memory(peaks: list[tuple[str, float]]) -> str:
+    panel = Panel("Peak memory per stage", xlabel="peak RSS of one task, MiB")
+    panel.hbars([stage for stage, _ in peaks], [peak for _, peak in peaks], color=COLORS[4])
+    return render([panel], 630, max(290, 80 + 22 * len(peaks)))
 
 
-def _plot_list(facts: dict[str, Any]) -> list[tuple[str, str, Any, Callable]]:
-    """The plots the facts allow: (file name, title, the facts it shows, draw(subplots, those facts) → figure)."""
+def _plot_list(facts: dict[str, Any]) -> list[tuple[str, str, Any, Callable[[Any], str]]]:
+    """The plots the facts allow: (file name, title, the facts it shows, draw(those facts) → SVG)."""
     stats = facts["stats"] or {}
     timed = [b for b in facts["batches"] if b["seconds"] is not None]
-    listed = [("batches.png", "Batches: duration and throughput", timed, _draw_batches)] if timed else []
+    listed = [("batches.svg", "Batches: duration and throughput", timed, _draw_batches)] if timed else []
     reasons = (stats.get("failures") or {}).get("by_reason") or {}
-    listed.append(("failures.png", "Failures by reason", reasons, _draw_failures))
+    listed.append(("failures.svg", "Failures by reason", reasons, _draw_failures))
     if stats.get("rows"):
-        listed.append(("splits.png", "Split sizes", stats["rows"], _draw_splits))
-    listed += [(f"label_{name}.png", f"Label '{name}'", (name, dist), _draw_label)
+        listed.append(("splits.svg", "Split sizes", stats["rows"], _draw_splits))
+    listed += [(f"label_{name}.svg", f"Label '{name}'", (name, dist), _draw_label)
                for name, dist in facts["labels"].items()]
     if facts["stages"]:
         peaks = [(s["stage"], s["peak_rss_mb"]) for s in facts["stages"]]
-        listed.append(("memory.png", "Peak memory per stage", peaks, _draw_memory))
+        listed.append(("memory.svg", "Peak memory per stage", peaks, _draw_memory))
     return listed
 
 
-def _plots(layout: Layout, facts: dict[str, Any], drawn: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """The plots, {title: file name}, and the digest of each one's facts and code, {file name: digest}.
+def _plots(layout: Layout, facts: dict[str, Any], earlier: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """Draw the plots; return them, {title: file name}, and each one's digest of facts and code, {file name: digest}.
 
-    Only a plot whose digest differs from ``drawn`` (the last report's) or whose file is
-    missing is drawn, so matplotlib (0.5 s to import) loads only then; without it, such a
-    plot is left out.
+    Only a plot whose digest differs from the last report's (``earlier``) or whose file is
+    missing is drawn. Plots the last report listed and this one does not (another label,
+    the PNGs of earlier versions) are removed.
     """
-    listed, code = _plot_list(facts), code_digest(__name__)
+    listed, code = _plot_list(facts), code_digest(__name__, render)
     digests = {name: digest([code, shown]) for name, _, shown, _ in listed}
-    wanted = [(name, shown, draw) for name, _, shown, draw in listed
-              if drawn.get(name) != digests[name] or not (layout.report / name).is_file()]
-    if wanted:
-        try:
-            import matplotlib  # noqa: F401 - whether it is installed
-        except ImportError:
-            for name, _, _ in wanted:
-                (layout.report / name).unlink(missing_ok=True)
-            missing = {name for name, _, _ in wanted}
-            return {title: name for name, title, *_ in listed if name not in missing}, digests
-        from matplotlib.figure import Figure  # not pyplot: no GUI state, and 0.3 s less to import
-
-        def subplots(*grid: int, figsize: tuple[float, float]):
-            figure = Figure(figsize=figsize, layout="constrained")  # laid out as it is drawn, once
-            return figure, figure.subplots(*grid)
-
-        for name, shown, draw in wanted:
-            figure = draw(subplots, shown)
-            with atomic_path(layout.report / name) as temp:
-                figure.savefig(temp, format="png", dpi=90)
+    drawn = earlier.get("plot_digests") or {}
+    for name, shown, draw in ((name, shown, draw) for name, _, shown, draw in listed
+                              if drawn.get(name) != digests[name] or not (layout.report / name).is_file()):
+        with atomic_open(layout.report / name) as handle:
+            handle.write(draw(shown).encode())
+    for name in set(drawn) - set(digests):
+        if Path(name).name == name:  # a plain file name of report/, as this module writes them
+            (layout.report / name).unlink(missing_ok=True)
     return {title: name for name, title, *_ in listed}, digests
 
 
@@ -238,8 +219,6 @@ def _markdown(facts: dict[str, Any], plots: dict[str, str]) -> str:
                     else [[section, counts]] if counts is not None else [])
     if summary:
         lines += ["## Summary", "", *_table(["what", "count"], summary)]
-    if not plots:
-        lines += ["Plots skipped: matplotlib is not installed (`pip install -e '.[report]'`).", ""]
     for title, name in plots.items():
         lines += [f"## {title}", "", f"![{title}]({name})", ""]
     batches = facts["batches"]
@@ -265,7 +244,7 @@ def write_report(layout: Layout, dataset: str) -> Path:
     """Write ``report/report.md``, its plots and ``report/report.json``; return the report's path."""
     facts = {"dataset": dataset, "fingerprint": final_fingerprint(layout), "stats": read_json(layout.stats),
              "batches": batch_facts(layout), "stages": stage_facts(layout), "labels": label_facts(layout)}
-    plots, digests = _plots(layout, facts, (read_json(layout.report / "report.json") or {}).get("plot_digests") or {})
+    plots, digests = _plots(layout, facts, read_json(layout.report / "report.json") or {})
     path = layout.report / "report.md"
     with atomic_open(path) as handle:
         handle.write(_markdown(facts, plots).encode())
