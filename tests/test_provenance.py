@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import luigi
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from conftest import hex_recipe
 
 from pipeline.engine.plan import forget_plans
-from pipeline.engine.provenance import file_index
+from pipeline.engine.provenance import _arrow, _strings, file_index
 from pipeline.kinds import trmph
 from pipeline.recipe import load_recipe
 from pipeline.tasks import SplitDataset
@@ -22,6 +23,16 @@ def test_file_index_of_any_chunk_matches_the_whole_repeat():
     for start in range(len(whole)):
         for stop in range(start + 1, len(whole) + 1):
             np.testing.assert_array_equal(file_index(counts, start, stop), whole[start:stop], f"{start}:{stop}")
+
+
+def test_columns_built_from_their_buffers_equal_what_pyarrow_makes_of_them():
+    columns = [np.array([3, -1, 2**40], dtype=np.int64), np.array([1, 2, 3], dtype=">i4"),
+               np.array([0.5, 1e30, -2.0], dtype=np.float32), np.array([True, False, True] * 5),
+               np.arange(10, dtype=np.uint16)[::3], np.array(["a", "bc"])]
+    for values in columns:
+        assert _arrow(values).equals(pa.array(values.astype(values.dtype.newbyteorder("=")))), values.dtype
+    texts = ["games_000001.trmph", "", "sub/ünï.trmph"]
+    assert _strings(texts).equals(pa.array(texts, type=pa.string()))
 
 
 def test_trmph_rows_name_their_file_line_and_move(tmp_path, shared_data):

@@ -41,11 +41,32 @@ def file_index(counts: np.ndarray, start: int, stop: int) -> np.ndarray:
     return np.repeat(np.arange(first, last + 1), spans)
 
 
+def _arrow(values: np.ndarray) -> pa.Array:
+    """A numpy column as an Arrow array, from its buffer: ``pa.array`` would import pandas (0.3-0.5 s) to
+    check whether ``values`` is a pandas object."""
+    import pyarrow as pa  # see write_provenance
+    values = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("="))
+    if values.dtype.kind in "iuf":
+        return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+    if values.dtype.kind == "b":
+        bits = np.packbits(values, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
+    return pa.array(values)
+
+
+def _strings(texts: list[str]) -> pa.StringArray:
+    """A list of strings as an Arrow array, from its buffers (see :func:`_arrow`)."""
+    import pyarrow as pa  # see write_provenance
+    encoded = [text.encode() for text in texts]
+    offsets = np.concatenate([[0], np.cumsum([len(e) for e in encoded], dtype=np.int64)]).astype(np.int32)
+    return pa.StringArray.from_buffers(len(texts), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)))
+
+
 def _file_column(files: list[str], index: np.ndarray) -> pa.DictionaryArray:
     """The ``file`` column of some rows: a dictionary of only the files they use."""
     import pyarrow as pa  # see write_provenance
     used, codes = np.unique(index, return_inverse=True)
-    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array([files[i] for i in used]))
+    return pa.DictionaryArray.from_arrays(_arrow(codes.astype(np.int32)), _strings([files[i] for i in used]))
 
 
 def write_provenance(layout: Layout, manifest: dict, assign: Callable[[np.ndarray], np.ndarray],
@@ -82,7 +103,7 @@ def write_provenance(layout: Layout, manifest: dict, assign: Callable[[np.ndarra
             for split, writer in enumerate(writers):
                 chosen = where == split
                 if chosen.any():
-                    arrays = [_file_column(files, index[chosen]), *(pa.array(v[chosen]) for v in values)]
+                    arrays = [_file_column(files, index[chosen]), *(_arrow(v[chosen]) for v in values)]
                     writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
             start = stop
     return [path.name for path in paths]
