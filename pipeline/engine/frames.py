@@ -69,11 +69,18 @@ def compress(data: bytes, codec: str) -> bytes:
     return zlib.compress(data, 1) if codec == "deflate" else data
 
 
-def decompress(data: bytes, codec: str, size: int) -> bytes:
-    """``data`` as it was before :func:`compress`; ``size`` is its length then."""
-    if codec == "zstd":
-        return _zstd().decompress(data, decompressed_size=size, asbytes=True) if size else b""
-    return zlib.decompress(data) if codec == "deflate" else data
+def decompress(data: bytes | memoryview, codec: str, size: int) -> bytes | memoryview:
+    """``data`` as it was before :func:`compress` (bytes-like); ValueError unless it is ``size`` bytes."""
+    try:
+        if codec == "zstd":
+            raw = memoryview(_zstd().decompress(data, decompressed_size=size)).cast("B") if size else b""
+        else:
+            raw = zlib.decompress(data) if codec == "deflate" else data
+    except (OSError, zlib.error) as exc:  # pyarrow reports damaged zstd data as an OSError
+        raise ValueError(f"damaged {codec} data: {exc}") from exc
+    if len(raw) != size:
+        raise ValueError(f"{len(raw)} bytes where {size} were expected")
+    return raw
 
 
 def prepare(codec: str) -> None:
@@ -221,14 +228,38 @@ def iter_files(path: Path, index: dict[str, Any], names: list[str]) -> Iterator[
 
 
 def iter_array(path: Path, index: dict[str, Any], name: str, chunk_rows: int) -> Iterator[np.ndarray]:
-    """Rows of array ``name`` over the batch in row order, in chunks of ``chunk_rows`` (the last one shorter)."""
-    pending, held = [], 0
-    for arrays in iter_files(path, index, [name]):
-        pending.append(arrays[name])
-        held += len(arrays[name])
-        while held >= chunk_rows:
-            joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
-            yield joined[:chunk_rows]
-            pending, held = [joined[chunk_rows:]], held - chunk_rows
-    if held:
-        yield np.concatenate(pending) if len(pending) > 1 else pending[0]
+    """Rows of array ``name`` over the batch in row order, in chunks of ``chunk_rows`` (the last one shorter).
+
+    Each file's segment is copied (decompressed first unless stored as it is) from the mapped
+    file straight into the chunk being filled; a chunk is a fresh array, never a view of the file.
+    """
+    ((_, dtype, shape, row_bytes),) = _layouts(index["spec"], [name])
+    offsets, lengths, codecs = index["segments"][name]
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data, \
+            memoryview(data) as mapped:
+        chunk, filled = np.empty((chunk_rows, *shape), dtype), 0  # filled: rows
+        target = memoryview(chunk.reshape(-1).view(np.uint8))
+        for rows, offset, size, codec in zip(index["rows"], offsets, lengths, codecs, strict=True):
+            if offset + size > len(mapped):
+                raise ValueError(f"{path}: array {name} ends early")
+            if codec == "none":
+                if size != rows * row_bytes:
+                    raise ValueError(f"{path}: array {name}: {size} bytes where {rows * row_bytes} were expected")
+                source, start = mapped, offset  # no copy of the segment: slices of the map, released at once
+            else:
+                with mapped[offset:offset + size] as segment:
+                    try:
+                        source, start = memoryview(decompress(segment, codec, rows * row_bytes)), 0
+                    except ValueError as exc:
+                        raise ValueError(f"{path}: array {name}: {exc}") from exc
+            while rows:
+                take = min(rows, chunk_rows - filled)
+                at, length = filled * row_bytes, take * row_bytes
+                target[at:at + length] = source[start:start + length]
+                start, rows, filled = start + length, rows - take, filled + take
+                if filled == chunk_rows:
+                    yield chunk
+                    chunk, filled = np.empty((chunk_rows, *shape), dtype), 0
+                    target = memoryview(chunk.reshape(-1).view(np.uint8))
+        if filled:
+            yield chunk[:filled]
