@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import zlib
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from conftest import hex_recipe
 
@@ -138,9 +141,9 @@ def varied_files(counts: list[int]) -> list[dict[str, np.ndarray]]:
              "value": generator.standard_normal(rows).astype(np.float32)} for rows in counts]
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 4, 7, 40, 41, 107, 1000])
+@pytest.mark.parametrize("chunk_rows", [1, 4, 7, 40, 43, 107, 128, 1000])
 def test_iter_array_chunks_are_the_files_rows_end_to_end(tmp_path, chunk_rows):
-    counts = [3, 0, 40, 1, 17, 0, 5, 60, 2]  # files without rows, files larger than a chunk
+    counts = [3, 0, 40, 1, 17, 0, 5, 60, 2]  # files without rows, larger than a chunk; 43 and 128 end on a file
     files, path = varied_files(counts), tmp_path / "batch.frames"
     write_batch_file(path, files, ["zstd", "deflate", "none"] * 3)
     index = frames.read_index(path)
@@ -160,7 +163,7 @@ def test_iter_array_refuses_a_segment_of_the_wrong_size_and_releases_the_file(tm
     chunks = frames.iter_array(path, index, "X", 10)
     next(chunks)
     chunks.close()  # left in the middle of a file: the map closes (no BufferError)
-    offsets, lengths, codecs = (np.array(column) for column in index["segments"]["X"])
+    offsets, lengths, codecs = (column.astype(np.int64) for column in index["segments"]["X"])
     for file, change in [(0, -1), (1, -1), (2, -1), (3, 1)]:
         damaged = lengths.copy()
         damaged[file] += change
@@ -170,3 +173,36 @@ def test_iter_array_refuses_a_segment_of_the_wrong_size_and_releases_the_file(tm
     beyond[3] = path.stat().st_size
     with pytest.raises(ValueError, match="array X ends early"):
         list(frames.iter_array(path, {**index, "segments": {"X": (beyond, lengths, codecs)}}, "X", 10))
+
+
+def read_as_documented(path, name: str) -> np.ndarray:
+    """Array ``name`` of a batch file read as docs/pipeline.md "Batch files" says, with numpy, zlib and pyarrow."""
+    data = path.read_bytes()
+    index_offset, magic = struct.unpack("<Q4s", data[-12:])
+    assert magic == b"PLFI"
+    tag, meta_size, payload_size, crc = struct.unpack("<4sIQI", data[index_offset:index_offset + 20])
+    meta_start = index_offset + 20
+    assert tag == b"PLF1" and zlib.crc32(data[meta_start:meta_start + meta_size + payload_size]) == crc
+    meta = json.loads(data[meta_start:meta_start + meta_size])
+    payload = data[meta_start + meta_size:meta_start + meta_size + payload_size]
+    tables = {key: np.frombuffer(payload[offset:offset + size], dtype).reshape(-1, *shape)
+              for key, (offset, size, dtype, shape, codec) in meta["arrays"].items() if codec == "none"}
+    a, spec = meta["order"].index(name), meta["spec"][name]
+    parts = []
+    for f, rows in enumerate(tables["rows"].tolist()):
+        segment = data[tables["offsets"][a, f]:tables["offsets"][a, f] + tables["lengths"][a, f]]
+        codec = meta["codec_names"][tables["codecs"][a, f]]
+        if codec == "zstd":
+            row_bytes = np.dtype(spec["dtype"]).itemsize * int(np.prod(spec["shape"]))
+            segment = pa.Codec("zstd").decompress(segment, rows * row_bytes, asbytes=True)
+        elif codec == "deflate":
+            segment = zlib.decompress(segment)
+        parts.append(np.frombuffer(segment, spec["dtype"]).reshape(rows, *spec["shape"]))
+    return np.concatenate(parts)
+
+
+def test_a_reader_with_numpy_alone_reads_the_batch_file_as_documented(tmp_path):
+    files, path = varied_files([3, 40, 1, 17, 60]), tmp_path / "batch.frames"
+    write_batch_file(path, files, ["zstd", "deflate", "none", "deflate", "zstd"])
+    for name in ("X", "group", "value"):
+        assert np.array_equal(read_as_documented(path, name), np.concatenate([arrays[name] for arrays in files]))
