@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import zlib
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from conftest import hex_recipe
 
@@ -114,3 +117,92 @@ def test_the_merge_tells_unchanged_batches_by_their_records_and_a_rebuilt_one_by
     record["outputs"]["batch_0000.frames"]["checksum"] = "crc32:00000000"
     plan.layout.batch_record(0).write_text(json.dumps(record))
     assert not batches_as_merged(plan, facts.facts), "a batch that is not the one merged makes the merge stale"
+
+
+def write_batch_file(path, files: list[dict[str, np.ndarray]], codecs: list[str]) -> None:
+    """A complete batch file of one frame per file (each compressed by its codec) and their index."""
+    entries, end = [], 0
+    with open(path, "w+b") as handle:
+        for number, (arrays, codec) in enumerate(zip(files, codecs, strict=True)):
+            parts, stored = frames.encode({"file": f"f{number}", "rows": len(arrays["X"])}, arrays, codec)
+            handle.writelines(parts)
+            frame = frames.Frame(end, sum(len(part) for part in parts), stored)
+            end += frame.size
+            entries.append({"file": f"f{number}", "rows": len(arrays["X"]), "segments": frames.segments(frame)})
+        spec = {name: {"dtype": array.dtype.str, "shape": list(array.shape[1:])} for name, array in files[0].items()}
+        frames.finish(handle, end, frames.index_frame(spec, entries))
+
+
+def varied_files(counts: list[int]) -> list[dict[str, np.ndarray]]:
+    """Files of ``counts`` rows: X of 2x11x11 uint8 (over 4 KiB from 17 rows on: compressed), small arrays."""
+    generator = np.random.default_rng(5)
+    return [{"X": generator.integers(0, 3, (rows, 2, 11, 11), dtype=np.uint8),
+             "group": generator.integers(0, 2**63, rows, dtype=np.uint64),
+             "value": generator.standard_normal(rows).astype(np.float32)} for rows in counts]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 4, 7, 40, 43, 107, 128, 1000])
+def test_iter_array_chunks_are_the_files_rows_end_to_end(tmp_path, chunk_rows):
+    counts = [3, 0, 40, 1, 17, 0, 5, 60, 2]  # files without rows, larger than a chunk; 43 and 128 end on a file
+    files, path = varied_files(counts), tmp_path / "batch.frames"
+    write_batch_file(path, files, ["zstd", "deflate", "none"] * 3)
+    index = frames.read_index(path)
+    for name in ("X", "group", "value"):
+        chunks = list(frames.iter_array(path, index, name, chunk_rows))
+        assert [len(chunk) for chunk in chunks[:-1]] == [chunk_rows] * (len(chunks) - 1)
+        assert 0 < len(chunks[-1]) <= chunk_rows
+        expected = np.concatenate([arrays[name] for arrays in files])
+        assert np.concatenate(chunks).dtype == expected.dtype
+        assert np.concatenate(chunks).tobytes() == expected.tobytes()
+
+
+def test_iter_array_refuses_a_segment_of_the_wrong_size_and_releases_the_file(tmp_path):
+    path = tmp_path / "batch.frames"
+    write_batch_file(path, varied_files([3, 40, 5, 60]), ["none", "zstd", "deflate", "zstd"])
+    index = frames.read_index(path)
+    chunks = frames.iter_array(path, index, "X", 10)
+    next(chunks)
+    chunks.close()  # left in the middle of a file: the map closes (no BufferError)
+    offsets, lengths, codecs = (column.astype(np.int64) for column in index["segments"]["X"])
+    for file, change in [(0, -1), (1, -1), (2, -1), (3, 1)]:
+        damaged = lengths.copy()
+        damaged[file] += change
+        with pytest.raises(ValueError, match="array X"):
+            list(frames.iter_array(path, {**index, "segments": {"X": (offsets, damaged, codecs)}}, "X", 10))
+    beyond = offsets.copy()
+    beyond[3] = path.stat().st_size
+    with pytest.raises(ValueError, match="array X ends early"):
+        list(frames.iter_array(path, {**index, "segments": {"X": (beyond, lengths, codecs)}}, "X", 10))
+
+
+def read_as_documented(path, name: str) -> np.ndarray:
+    """Array ``name`` of a batch file read as docs/pipeline.md "Batch files" says, with numpy, zlib and pyarrow."""
+    data = path.read_bytes()
+    index_offset, magic = struct.unpack("<Q4s", data[-12:])
+    assert magic == b"PLFI"
+    tag, meta_size, payload_size, crc = struct.unpack("<4sIQI", data[index_offset:index_offset + 20])
+    meta_start = index_offset + 20
+    assert tag == b"PLF1" and zlib.crc32(data[meta_start:meta_start + meta_size + payload_size]) == crc
+    meta = json.loads(data[meta_start:meta_start + meta_size])
+    payload = data[meta_start + meta_size:meta_start + meta_size + payload_size]
+    tables = {key: np.frombuffer(payload[offset:offset + size], dtype).reshape(-1, *shape)
+              for key, (offset, size, dtype, shape, codec) in meta["arrays"].items() if codec == "none"}
+    a, spec = meta["order"].index(name), meta["spec"][name]
+    parts = []
+    for f, rows in enumerate(tables["rows"].tolist()):
+        segment = data[tables["offsets"][a, f]:tables["offsets"][a, f] + tables["lengths"][a, f]]
+        codec = meta["codec_names"][tables["codecs"][a, f]]
+        if codec == "zstd":
+            row_bytes = np.dtype(spec["dtype"]).itemsize * int(np.prod(spec["shape"]))
+            segment = pa.Codec("zstd").decompress(segment, rows * row_bytes, asbytes=True)
+        elif codec == "deflate":
+            segment = zlib.decompress(segment)
+        parts.append(np.frombuffer(segment, spec["dtype"]).reshape(rows, *spec["shape"]))
+    return np.concatenate(parts)
+
+
+def test_a_reader_with_numpy_alone_reads_the_batch_file_as_documented(tmp_path):
+    files, path = varied_files([3, 40, 1, 17, 60]), tmp_path / "batch.frames"
+    write_batch_file(path, files, ["zstd", "deflate", "none", "deflate", "zstd"])
+    for name in ("X", "group", "value"):
+        assert np.array_equal(read_as_documented(path, name), np.concatenate([arrays[name] for arrays in files]))

@@ -12,10 +12,15 @@ meta (JSON: the input file, its fingerprint, counts, failures, metadata, and eac
 raw C-order bytes, compressed by its codec: ``zstd`` (level 1, read with pyarrow),
 ``deflate`` (zlib level 1) or ``none`` (arrays under 4 KiB are never compressed).
 
-The index frame's meta has ``"index": true``, the batch's arrays (``spec``) and, in row order,
-the files that give rows with their row counts and, per array, their segments' absolute
-offsets, lengths and codecs. The file ends with the index frame's offset (uint64) and
-``PLFI``. Reading needs numpy, and pyarrow for zstd (:func:`read_index`, :func:`iter_array`).
+The index frame's meta has ``"index": true``, the batch's arrays (``spec``), the files that
+give rows in row order (``files``), the arrays in the order of the tables' rows (``order``)
+and the codecs' names (``codec_names``). Its payload holds the tables, uncompressed and laid
+out like any frame's arrays (``arrays`` in its meta): ``rows`` (uint64, per file), and
+``offsets``, ``lengths`` (uint64) and ``codecs`` (uint8, indexes into ``codec_names``), each
+of shape [arrays, files]: where each file's segment of each array is in the batch file
+(absolute offset), its bytes and its codec. The file ends with the index frame's offset
+(uint64) and ``PLFI``. Reading needs numpy, and pyarrow for zstd (:func:`read_index`,
+:func:`iter_array`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ MAGIC, INDEX_MAGIC = b"PLF1", b"PLFI"
 HEADER = struct.Struct("<4sIQI")
 TRAILER = struct.Struct("<Q4s")
 PARTIAL = ".partial"
+CODECS = ("none", "zstd", "deflate")
+"""The codecs of a segment, as the index numbers them."""
+TABLES = ("offsets", "lengths", "codecs")
+"""The index's tables of segments, each of shape [arrays, files]."""
 SMALL = 4096
 """Arrays of fewer bytes are stored as they are: decompressing them would cost more than it saves."""
 
@@ -69,11 +78,18 @@ def compress(data: bytes, codec: str) -> bytes:
     return zlib.compress(data, 1) if codec == "deflate" else data
 
 
-def decompress(data: bytes, codec: str, size: int) -> bytes:
-    """``data`` as it was before :func:`compress`; ``size`` is its length then."""
-    if codec == "zstd":
-        return _zstd().decompress(data, decompressed_size=size, asbytes=True) if size else b""
-    return zlib.decompress(data) if codec == "deflate" else data
+def decompress(data: bytes | memoryview, codec: str, size: int) -> bytes | memoryview:
+    """``data`` as it was before :func:`compress` (bytes-like); ValueError unless it is ``size`` bytes."""
+    try:
+        if codec == "zstd":
+            raw = memoryview(_zstd().decompress(data, decompressed_size=size)).cast("B") if size else b""
+        else:
+            raw = zlib.decompress(data) if codec == "deflate" else data
+    except (OSError, zlib.error) as exc:  # pyarrow reports damaged zstd data as an OSError
+        raise ValueError(f"damaged {codec} data: {exc}") from exc
+    if len(raw) != size:
+        raise ValueError(f"{len(raw)} bytes where {size} were expected")
+    return raw
 
 
 def prepare(codec: str) -> None:
@@ -144,12 +160,18 @@ def read_raw(handle: IO[bytes], frame: Frame) -> bytes:
 
 
 def index_frame(spec: dict[str, Any], entries: list[dict[str, Any]]) -> bytes:
-    """The index frame: the batch's arrays (``spec``); its files with rows (``entries``: ``file``, ``rows``,
-    ``segments``), in row order, as columns: ``files``, ``rows`` and, per array, ``segments``: the files'
-    absolute offsets, lengths and codecs (compact to parse: the split reads each index once per array)."""
-    segments = {name: [[entry["segments"][name][part] for entry in entries] for part in range(3)] for name in spec}
-    return b"".join(encode({"index": True, "spec": spec, "files": [entry["file"] for entry in entries],
-                            "rows": [entry["rows"] for entry in entries], "segments": segments}, {}, "none")[0])
+    """The index frame of the batch's arrays (``spec``) and its files with rows (``entries``: ``file``, ``rows``,
+    ``segments``), in row order: tables in the payload, cheap to read (the split reads each index once per array)."""
+    order = sorted(spec)
+    places = np.array([[entry["segments"][name][:2] for entry in entries] for name in order],
+                      dtype=np.uint64).reshape(len(order), len(entries), 2)
+    tables = {"rows": np.array([entry["rows"] for entry in entries], dtype=np.uint64),
+              "offsets": places[..., 0], "lengths": places[..., 1],
+              "codecs": np.array([[CODECS.index(entry["segments"][name][2]) for entry in entries] for name in order],
+                                 dtype=np.uint8).reshape(len(order), len(entries))}
+    meta = {"index": True, "spec": spec, "files": [entry["file"] for entry in entries], "order": order,
+            "codec_names": list(CODECS)}
+    return b"".join(encode(meta, tables, "none")[0])
 
 
 def segments(frame: Frame) -> dict[str, list]:
@@ -167,18 +189,28 @@ def finish(handle: IO[bytes], offset: int, index: bytes) -> None:
 
 
 def read_index(path: Path) -> dict[str, Any]:
-    """The index of a complete batch file (:func:`index_frame`)."""
+    """The index of a complete batch file (:func:`index_frame`): ``spec``, ``files``, ``codecs`` (names), ``rows``
+    (per file) and ``segments``: per array, the files' absolute offsets, lengths and codecs (``codecs``' indexes)."""
     with open(path, "rb") as handle:
         handle.seek(-TRAILER.size, os.SEEK_END)
         offset, magic = TRAILER.unpack(handle.read(TRAILER.size))
         if magic != INDEX_MAGIC:
             raise ValueError(f"{path}: not a complete batch file (no index at its end)")
         handle.seek(offset)
-        _, meta_size, _, _ = HEADER.unpack(handle.read(HEADER.size))
+        _, meta_size, payload_size, _ = HEADER.unpack(handle.read(HEADER.size))
         meta = json.loads(handle.read(meta_size))
+        payload = handle.read(payload_size)
     if not meta.get("index"):
         raise ValueError(f"{path}: its trailer does not point at an index frame")
-    return meta
+    if len(payload) != payload_size:
+        raise ValueError(f"{path}: its index ends early")
+    files, order = meta["files"], meta["order"]
+    tables = {}
+    for table, shape in [("rows", [len(files)])] + [(table, [len(order), len(files)]) for table in TABLES]:
+        start, length, dtype = meta["arrays"][table][:3]
+        tables[table] = np.frombuffer(payload, dtype, length // np.dtype(dtype).itemsize, start).reshape(shape)
+    return {"spec": meta["spec"], "files": files, "codecs": meta["codec_names"], "rows": tables["rows"],
+            "segments": {name: tuple(tables[table][i] for table in TABLES) for i, name in enumerate(order)}}
 
 
 def _layouts(spec: dict[str, Any], names: list[str]) -> list[tuple[str, np.dtype, tuple[int, ...], int]]:
@@ -211,24 +243,56 @@ def frame_arrays(handle: IO[bytes], frame: Frame, names: list[str]) -> dict[str,
                  _layouts(spec, names))
 
 
+def _segments(index: dict[str, Any], name: str) -> Iterator[tuple[int, int, str]]:
+    """``(absolute offset, bytes, codec)`` of array ``name`` of each file of :func:`read_index`'s ``index``."""
+    offsets, lengths, codes = index["segments"][name]
+    codecs = index["codecs"]
+    return zip(offsets.tolist(), lengths.tolist(), [codecs[code] for code in codes.tolist()], strict=True)
+
+
 def iter_files(path: Path, index: dict[str, Any], names: list[str]) -> Iterator[dict[str, np.ndarray]]:
     """Arrays ``names`` of each file of a complete batch file, in row order (mapped: no read call per array)."""
     layouts = _layouts(index["spec"], names)
-    columns = [zip(*index["segments"][name], strict=True) for name in names]
+    columns = [_segments(index, name) for name in names]
     with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        for rows, *segments in zip(index["rows"], *columns, strict=True):
+        for rows, *segments in zip(index["rows"].tolist(), *columns, strict=True):
             yield _read(data, segments, rows, layouts)
 
 
 def iter_array(path: Path, index: dict[str, Any], name: str, chunk_rows: int) -> Iterator[np.ndarray]:
-    """Rows of array ``name`` over the batch in row order, in chunks of ``chunk_rows`` (the last one shorter)."""
-    pending, held = [], 0
-    for arrays in iter_files(path, index, [name]):
-        pending.append(arrays[name])
-        held += len(arrays[name])
-        while held >= chunk_rows:
-            joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
-            yield joined[:chunk_rows]
-            pending, held = [joined[chunk_rows:]], held - chunk_rows
-    if held:
-        yield np.concatenate(pending) if len(pending) > 1 else pending[0]
+    """Rows of array ``name`` over the batch in row order, in chunks of ``chunk_rows`` (the last one shorter).
+
+    Each file's segment is copied (decompressed first unless stored as it is) from the mapped
+    file straight into the chunk being filled; a chunk is a fresh array, never a view of the file.
+    """
+    ((_, dtype, shape, row_bytes),) = _layouts(index["spec"], [name])
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data, \
+            memoryview(data) as mapped:
+        end = len(mapped)
+        chunk, filled = np.empty((chunk_rows, *shape), dtype), 0  # filled: rows
+        target = memoryview(chunk.reshape(-1).view(np.uint8))
+        for rows, (offset, size, codec) in zip(index["rows"].tolist(), _segments(index, name), strict=True):
+            if offset + size > end:
+                raise ValueError(f"{path}: array {name} ends early")
+            if codec == "none":
+                if size != rows * row_bytes:
+                    raise ValueError(f"{path}: array {name}: {size} bytes where {rows * row_bytes} were expected")
+                source, start = mapped, offset  # no copy of the segment: slices of the map, released at once
+            else:
+                with mapped[offset:offset + size] as segment:
+                    try:
+                        source, start = memoryview(decompress(segment, codec, rows * row_bytes)), 0
+                    except ValueError as exc:
+                        raise ValueError(f"{path}: array {name}: {exc}") from exc
+            while filled + rows >= chunk_rows:  # the file fills the chunk: yield it, go on with a fresh one
+                length = (chunk_rows - filled) * row_bytes
+                target[filled * row_bytes:] = source[start:start + length]
+                start, rows = start + length, rows - (chunk_rows - filled)
+                yield chunk
+                chunk, filled = np.empty((chunk_rows, *shape), dtype), 0
+                target = memoryview(chunk.reshape(-1).view(np.uint8))
+            at = filled * row_bytes
+            target[at:at + rows * row_bytes] = source[start:start + rows * row_bytes]
+            filled += rows
+        if filled:
+            yield chunk[:filled]

@@ -24,8 +24,9 @@ MERGE_CODE = ("pipeline.engine.merge", "pipeline.engine.storage")
 SPLIT_CODE = ("pipeline.engine.split", "pipeline.engine.splitting", "pipeline.engine.provenance",
               "pipeline.engine.frames", "pipeline.engine.storage")
 """Engine modules whose code each stage's fingerprint includes."""
-BATCH_FORMAT = 3
-"""Version of the batch file and record; a batch of another version is rebuilt (3: frames, no per-file outputs)."""
+BATCH_FORMAT = 4
+"""Version of the batch file and record; a batch of another version is rebuilt (3: frames, no per-file outputs;
+4: the index holds binary tables)."""
 
 
 @dataclass(frozen=True)
