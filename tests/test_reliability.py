@@ -317,7 +317,7 @@ def test_two_local_runs_at_once_never_corrupt_outputs(tmp_path, corpus, referenc
 
 
 def test_the_randomised_crash_soak_runs(tmp_path):
-    """A random moment, then the report stage as it writes (the second run's kill is triggered by its temp file)."""
+    """A random moment, then the report stage as it writes (the second run's kill is triggered by its first file)."""
     soak = subprocess.run([sys.executable, str(ROOT / "scripts" / "crash-soak"), "--runs", "2", "--seed", "1",
                            "--scratch", str(tmp_path)], env=luigi_env(), capture_output=True, text=True, timeout=600)
     assert soak.returncode == 0, soak.stdout[-2000:] + soak.stderr[-2000:]
