@@ -96,3 +96,18 @@ def test_a_message_instead_of_data():
     root = parse(render([Panel("Failures by reason", xlabel="failures", message="no failures")], 630, 290))
     assert [t.text for t in root.iter(f"{SVG}text")] == ["Failures by reason", "no failures", "failures"]
     assert not data_rects(root)
+
+
+def test_values_that_are_not_finite_are_left_out():
+    bars = Panel("Duration per batch", integer_x=True)
+    bars.bars([0, 1, 2], [1.0, math.nan, 3.0])
+    line = Panel("Throughput")
+    line.line([0.0, 1.0, 2.0], [5.0, math.inf, 7.0])
+    empty = Panel("Nothing finite")
+    empty.line([0.0], [math.nan])
+    root = parse(render([bars, line, empty], 990, 340))
+    heights = [float(r.get("height")) for r in data_rects(root)]
+    assert len(heights) == 2 and heights[1] / heights[0] == pytest.approx(3, rel=0.01)
+    points = [p.get("points") for p in root.iter(f"{SVG}polyline")]
+    assert len(points[0].split()) == 2 and points[1] == ""
+    assert "nan" not in ElementTree.tostring(root).decode().lower()

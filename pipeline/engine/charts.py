@@ -113,7 +113,8 @@ class Panel:
 
 
 def _extent(values: list[float], from_zero: bool, margin: float = 0.04) -> tuple[float, float]:
-    """The axis range of ``values`` with a margin each side (none below a baseline at 0)."""
+    """The axis range of the finite ``values`` with a margin each side (none below a baseline at 0)."""
+    values = [v for v in values if math.isfinite(v)]
     if not values:
         return 0.0, 1.0
     low, high = min(values), max(values)
@@ -175,18 +176,20 @@ def _panel(panel: Panel, left: float, width: float, height: float) -> list[str]:
             out.append(f'<line x1="{_num(x0)}" y1="{_num(sy(tick))}" x2="{_num(x1)}" y2="{_num(sy(tick))}" '
                        f'stroke="#e5e5e5"/>')
         out.append(_text(x0 - 6, sy(tick) + FONT / 3, y_labels[tick], anchor="end"))
-    for shape in panel.shapes:
+    for shape in panel.shapes:  # a value that is not finite (NaN, inf) is left out
         if shape[0] == "rect":
             _, xl, yl, xh, yh, color = shape
+            if not all(math.isfinite(v) for v in (xl, yl, xh, yh)):
+                continue
             out.append(f'<rect x="{_num(sx(min(xl, xh)))}" y="{_num(sy(max(yl, yh)))}" '
                        f'width="{_num(abs(sx(xh) - sx(xl)))}" height="{_num(abs(sy(yh) - sy(yl)))}" fill="{color}"/>')
         else:
             _, xs, ys, color, markers, _ = shape
-            points = " ".join(f"{_num(sx(x))},{_num(sy(y))}" for x, y in zip(xs, ys, strict=True))
+            kept = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(x) and math.isfinite(y)]
+            points = " ".join(f"{_num(sx(x))},{_num(sy(y))}" for x, y in kept)
             out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.5"/>')
             if markers:
-                out += [f'<circle cx="{_num(sx(x))}" cy="{_num(sy(y))}" r="3" fill="{color}"/>'
-                        for x, y in zip(xs, ys, strict=True)]
+                out += [f'<circle cx="{_num(sx(x))}" cy="{_num(sy(y))}" r="3" fill="{color}"/>' for x, y in kept]
     out.append(f'<rect x="{_num(x0)}" y="{_num(y0)}" width="{_num(x1 - x0)}" height="{_num(y1 - y0)}" '
                f'fill="none" stroke="black"/>')
     if panel.message:
