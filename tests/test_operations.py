@@ -19,7 +19,7 @@ from runs import HEX, ROOT, environment, pipeline, write_recipe
 
 from pipeline.engine.console import ERASE, RunConsole, bar, describe, summarise
 from pipeline.engine.layout import Layout
-from pipeline.engine.report import write_report
+from pipeline.engine.report import label_facts, write_report
 from pipeline.engine.resources import (
     Limits,
     Sample,
@@ -321,3 +321,19 @@ def test_demo_run_writes_the_report_with_plots(tmp_path):
     write_report(Layout(tmp_path / "out"), "ops")
     assert not (report / "splits.png").exists() and (report / "mine.png").read_bytes() == PNG
     assert sorted(p.name for p in report.glob("*.svg")) == sorted(plots)
+
+
+def test_label_values_that_are_not_finite_are_counted_apart(tmp_path):
+    layout = Layout(tmp_path / "out")
+    layout.final.mkdir(parents=True)
+    many = np.linspace(0, 1, 300).astype(np.float32)  # more values than classes: a histogram
+    many[::10] = np.nan
+    few = np.array([0, 1, 1, np.inf, 0, np.nan], dtype=np.float64)
+    for split in ("train", "val", "test"):
+        np.savez(layout.final / f"labels_{split}.npz", many=many, few=few)
+    facts = label_facts(layout, chunk_rows=64)
+    assert facts["many"]["not_finite"] == [30, 30, 30] and facts["few"]["not_finite"] == [2, 2, 2]
+    assert np.isfinite(facts["many"]["edges"]).all() and facts["many"]["edges"][0] == float(many[1])  # many[0]: NaN
+    assert [sum(c) for c in facts["many"]["counts"]] == [270, 270, 270]
+    assert facts["few"]["classes"] == [0.0, 1.0] and facts["few"]["counts"] == [[2, 2]] * 3
+    json.dumps(facts, allow_nan=False)  # report.json stays strict JSON

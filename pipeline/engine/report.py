@@ -81,28 +81,40 @@ def stage_facts(layout: Layout) -> list[dict[str, Any]]:
     return sorted(stages.values(), key=lambda s: s["stage"])
 
 
+def _finite(chunk: np.ndarray) -> np.ndarray:
+    """The values of a label chunk that are numbers (not NaN nor infinite)."""
+    return chunk[np.isfinite(chunk)] if chunk.dtype.kind in "fc" else chunk
+
+
 def _label_pass(paths: list[Path], name: str, chunk_rows: int) -> dict[str, Any]:
-    """Counts per class of label ``name`` in each split, or histograms when it has many values."""
+    """Counts per class of label ``name`` in each split, or histograms when it has many values.
+
+    Values that are not finite (NaN, inf) are counted apart, per split (``not_finite``, when any).
+    """
     counts = [Counter() for _ in paths]
+    not_finite = [0 for _ in paths]
     low, high, many = np.inf, -np.inf, False
     for index, path in enumerate(paths):
         for chunk in iter_npz_member(path, name, chunk_rows):
-            if not len(chunk):
+            finite = _finite(chunk)
+            not_finite[index] += len(chunk) - len(finite)
+            if not len(finite):
                 continue
-            low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
+            low, high = min(low, float(finite.min())), max(high, float(finite.max()))
             if not many:
-                values, found = np.unique(chunk, return_counts=True)
+                values, found = np.unique(finite, return_counts=True)
                 counts[index].update(dict(zip(values.tolist(), found.tolist(), strict=True)))
                 many = len(set().union(*counts)) > MAX_CLASSES
+    apart = {"not_finite": not_finite} if any(not_finite) else {}
     if not many:
         classes = sorted(set().union(*counts))
-        return {"classes": classes, "counts": [[c[v] for v in classes] for c in counts]}
+        return {"classes": classes, "counts": [[c[v] for v in classes] for c in counts], **apart}
     edges = np.linspace(low, high if high > low else low + 1, BINS + 1)
     histograms = [np.zeros(BINS, dtype=np.int64) for _ in paths]
     for index, path in enumerate(paths):
         for chunk in iter_npz_member(path, name, chunk_rows):
-            histograms[index] += np.histogram(chunk, edges)[0]
-    return {"edges": edges.tolist(), "counts": [h.tolist() for h in histograms]}
+            histograms[index] += np.histogram(_finite(chunk), edges)[0]
+    return {"edges": edges.tolist(), "counts": [h.tolist() for h in histograms], **apart}
 
 
 def label_facts(layout: Layout, chunk_rows: int = 1 << 20) -> dict[str, dict[str, Any]]:
@@ -141,7 +153,9 @@ def _draw_splits(rows: dict[str, int]) -> str:
 
 def _draw_label(label: tuple[str, dict[str, Any]]) -> str:
     name, dist = label
-    panel = Panel(f"Label '{name}' by split", ylabel="fraction of rows")
+    left_out = sum(dist.get("not_finite", ()))
+    panel = Panel(f"Label '{name}' by split" + (f" ({left_out:,} values not finite left out)" if left_out else ""),
+                  ylabel="fraction of rows")
     few = "classes" in dist and len(dist["classes"]) <= 16
     for offset, (split, counts, color) in enumerate(zip(SPLITS, dist["counts"], COLORS, strict=False)):
         share = (np.array(counts) / max(sum(counts), 1)).tolist()
