@@ -46,6 +46,28 @@ def _cut(text: str) -> str:
     return text if len(text) <= LABEL_CHARS else text[:LABEL_CHARS - 1] + "…"
 
 
+@dataclass(frozen=True)
+class Rect:
+    """A bar, in data coordinates."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    color: str
+
+
+@dataclass(frozen=True)
+class Line:
+    """A polyline through points, in data coordinates; ``from_zero``: its axis starts at 0 (a histogram)."""
+
+    xs: list[float]
+    ys: list[float]
+    color: str
+    markers: bool
+    from_zero: bool = False
+
+
 @dataclass
 class Panel:
     """One plot area: its series in data coordinates, titles, and (for bars by name) its categories."""
@@ -55,7 +77,7 @@ class Panel:
     ylabel: str = ""
     message: str = ""
     """Text shown in the middle instead of data (``no failures``)."""
-    shapes: list[tuple] = field(default_factory=list)
+    shapes: list[Rect | Line] = field(default_factory=list)
     legend: list[tuple[str, str]] = field(default_factory=list)
     xticks: list[tuple[float, str]] | None = None
     yticks: list[tuple[float, str]] | None = None
@@ -70,7 +92,7 @@ class Panel:
         """Vertical bars centred on ``x``; ``color`` is one colour or one per bar."""
         colors = [color] * len(x) if isinstance(color, str) else list(color)
         for center, height, each in zip(x, heights, colors, strict=True):
-            self.shapes.append(("rect", center - width / 2, 0.0, center + width / 2, float(height), each))
+            self.shapes.append(Rect(center - width / 2, 0.0, center + width / 2, float(height), each))
         self._series(label, colors[0] if colors else COLORS[0])
 
     def hbars(self, names: Sequence[str], values: Sequence[float], color: str = COLORS[0]) -> None:
@@ -78,13 +100,13 @@ class Panel:
         count = len(names)
         for row, value in enumerate(values):
             y = count - 1 - row
-            self.shapes.append(("rect", 0.0, y - 0.4, float(value), y + 0.4, color))
+            self.shapes.append(Rect(0.0, y - 0.4, float(value), y + 0.4, color))
         self.yticks = [(count - 1 - row, _cut(str(name))) for row, name in enumerate(names)]
 
     def line(self, x: Sequence[float], y: Sequence[float], color: str = COLORS[0], label: str | None = None,
              markers: bool = True) -> None:
         """A line through the points, with a dot on each (``markers``)."""
-        self.shapes.append(("line", [float(v) for v in x], [float(v) for v in y], color, markers, False))
+        self.shapes.append(Line([float(v) for v in x], [float(v) for v in y], color, markers))
         self._series(label, color)
 
     def stairs(self, values: Sequence[float], edges: Sequence[float], color: str = COLORS[0],
@@ -92,7 +114,7 @@ class Panel:
         """A histogram's outline: ``values[i]`` between ``edges[i]`` and ``edges[i + 1]``."""
         x = [float(edges[0])] + [float(e) for e in edges[1:-1] for _ in (0, 1)] + [float(edges[-1])]
         y = [float(v) for v in values for _ in (0, 1)]
-        self.shapes.append(("line", x, y, color, False, True))  # a histogram starts at 0
+        self.shapes.append(Line(x, y, color, markers=False, from_zero=True))
         self._series(label, color)
 
     def axes(self) -> tuple[tuple[float, float], list[float], tuple[float, float], list[float]]:
@@ -100,9 +122,9 @@ class Panel:
         margin, ticks at the round values inside it, or the categories the panel names."""
         xs, ys = [], []
         for shape in self.shapes:
-            xs += [shape[1], shape[3]] if shape[0] == "rect" else shape[1]
-            ys += [shape[2], shape[4]] if shape[0] == "rect" else shape[2]
-        from_zero = any(shape[0] == "rect" or shape[5] for shape in self.shapes)  # bars, steps
+            xs += [shape.x0, shape.x1] if isinstance(shape, Rect) else shape.xs
+            ys += [shape.y0, shape.y1] if isinstance(shape, Rect) else shape.ys
+        from_zero = any(isinstance(shape, Rect) or shape.from_zero for shape in self.shapes)  # bars, steps
         x_range, y_range = _extent(xs, from_zero and bool(self.yticks)), _extent(ys, from_zero and not self.yticks)
         x_ticks = ([v for v, _ in self.xticks] if self.xticks else
                    [t for t in _inside(x_range) if not self.integer_x or t == int(t)])
@@ -177,19 +199,20 @@ def _panel(panel: Panel, left: float, width: float, height: float) -> list[str]:
                        f'stroke="#e5e5e5"/>')
         out.append(_text(x0 - 6, sy(tick) + FONT / 3, y_labels[tick], anchor="end"))
     for shape in panel.shapes:  # a value that is not finite (NaN, inf) is left out
-        if shape[0] == "rect":
-            _, xl, yl, xh, yh, color = shape
+        if isinstance(shape, Rect):
+            xl, yl, xh, yh = shape.x0, shape.y0, shape.x1, shape.y1
             if not all(math.isfinite(v) for v in (xl, yl, xh, yh)):
                 continue
             out.append(f'<rect x="{_num(sx(min(xl, xh)))}" y="{_num(sy(max(yl, yh)))}" '
-                       f'width="{_num(abs(sx(xh) - sx(xl)))}" height="{_num(abs(sy(yh) - sy(yl)))}" fill="{color}"/>')
+                       f'width="{_num(abs(sx(xh) - sx(xl)))}" height="{_num(abs(sy(yh) - sy(yl)))}" '
+                       f'fill="{shape.color}"/>')
         else:
-            _, xs, ys, color, markers, _ = shape
-            kept = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(x) and math.isfinite(y)]
+            kept = [(x, y) for x, y in zip(shape.xs, shape.ys, strict=True) if math.isfinite(x) and math.isfinite(y)]
             points = " ".join(f"{_num(sx(x))},{_num(sy(y))}" for x, y in kept)
-            out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.5"/>')
-            if markers:
-                out += [f'<circle cx="{_num(sx(x))}" cy="{_num(sy(y))}" r="3" fill="{color}"/>' for x, y in kept]
+            out.append(f'<polyline points="{points}" fill="none" stroke="{shape.color}" stroke-width="1.5"/>')
+            if shape.markers:
+                out += [f'<circle cx="{_num(sx(x))}" cy="{_num(sy(y))}" r="3" fill="{shape.color}"/>'
+                        for x, y in kept]
     out.append(f'<rect x="{_num(x0)}" y="{_num(y0)}" width="{_num(x1 - x0)}" height="{_num(y1 - y0)}" '
                f'fill="none" stroke="black"/>')
     if panel.message:

@@ -137,11 +137,16 @@ def _draw_batches(timed: list[dict[str, Any]]) -> str:
     return render([durations, throughput], 990, 340)
 
 
+def _horizontal(panel: Panel, names: list[str], values: list[float], color: str) -> str:
+    """A chart of one bar per name, as tall as its names need."""
+    if names:
+        panel.hbars(names, values, color=color)
+    return render([panel], 630, max(290, 80 + 22 * len(names)))
+
+
 def _draw_failures(reasons: dict[str, int]) -> str:
     panel = Panel("Failures by reason", xlabel="failures", message="" if reasons else "no failures")
-    if reasons:
-        panel.hbars(list(reasons), list(reasons.values()), color=COLORS[3])
-    return render([panel], 630, max(290, 80 + 22 * len(reasons)))
+    return _horizontal(panel, list(reasons), list(reasons.values()), COLORS[3])
 
 
 def _draw_splits(rows: dict[str, int]) -> str:
@@ -173,8 +178,7 @@ def _draw_label(label: tuple[str, dict[str, Any]]) -> str:
 
 def _draw_memory(peaks: list[tuple[str, float]]) -> str:
     panel = Panel("Peak memory per stage", xlabel="peak RSS of one task, MiB")
-    panel.hbars([stage for stage, _ in peaks], [peak for _, peak in peaks], color=COLORS[4])
-    return render([panel], 630, max(290, 80 + 22 * len(peaks)))
+    return _horizontal(panel, [stage for stage, _ in peaks], [peak for _, peak in peaks], COLORS[4])
 
 
 def _plot_list(facts: dict[str, Any]) -> list[tuple[str, str, Any, Callable[[Any], str]]]:
@@ -204,10 +208,10 @@ def _plots(layout: Layout, facts: dict[str, Any], earlier: dict[str, Any]) -> tu
     listed, code = _plot_list(facts), code_digest(__name__, render)
     digests = {name: digest([code, shown]) for name, _, shown, _ in listed}
     drawn = earlier.get("plot_digests") or {}
-    for name, shown, draw in ((name, shown, draw) for name, _, shown, draw in listed
-                              if drawn.get(name) != digests[name] or not (layout.report / name).is_file()):
-        with atomic_open(layout.report / name) as handle:
-            handle.write(draw(shown).encode())
+    for name, _, shown, draw in listed:
+        if drawn.get(name) != digests[name] or not (layout.report / name).is_file():
+            with atomic_open(layout.report / name) as handle:
+                handle.write(draw(shown).encode())
     for name in set(drawn) - set(digests):
         if Path(name).name == name:  # a plain file name of report/, as this module writes them
             (layout.report / name).unlink(missing_ok=True)
