@@ -124,13 +124,18 @@ def digest_text(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
+def _crc_checksum(crc: int) -> str:
+    """A CRC-32 as records write it."""
+    return f"crc32:{crc:08x}"
+
+
 def file_checksum(path: Path) -> str:
     """CRC-32 of a file's bytes (as zip uses), read in 1 MiB blocks: detects corruption, ~4x faster than blake2b."""
     crc = 0
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             crc = zlib.crc32(block, crc)
-    return f"crc32:{crc:08x}"
+    return _crc_checksum(crc)
 
 
 class ChecksumWriter:
@@ -146,7 +151,7 @@ class ChecksumWriter:
 
     @property
     def checksum(self) -> str:
-        return f"crc32:{self.crc:08x}"
+        return _crc_checksum(self.crc)
 
 
 class ArrayWriter:
